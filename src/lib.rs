@@ -1,0 +1,1 @@
+//! docker-image-pusher: move container images between archives, a local cache and registries.
