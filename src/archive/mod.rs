@@ -1,0 +1,323 @@
+//! Image archives: legacy `docker save`, Docker 25+ `docker save` (an OCI layout plus
+//! `manifest.json`), OCI archives (skopeo, podman, buildah), each optionally gzipped whole.
+//! An archive is read in place and turned into an [`Artifact`] for one chosen image.
+
+pub mod docker;
+pub mod tarball;
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{Artifact, Blob, BlobSource, Descriptor, MAX_JSON_BYTES};
+use crate::layout::{self, BlobStore};
+use crate::reference::Reference;
+use tarball::Tarball;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `manifest.json` with `<id>/layer.tar` entries (docker save before 25, skopeo docker-archive).
+    DockerLegacy,
+    /// `docker save` from Docker 25 on: OCI layout and `manifest.json` side by side.
+    DockerOci,
+    /// An OCI image layout in a tar (oci-archive).
+    Oci,
+}
+
+impl Format {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::DockerLegacy => "docker save archive",
+            Format::DockerOci => "docker save archive (Docker 25+ OCI layout)",
+            Format::Oci => "OCI archive",
+        }
+    }
+}
+
+/// One image (or index) an archive offers, with the names it is tagged with.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub names: Vec<String>,
+    origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+enum Origin {
+    Layout(Descriptor),
+    Legacy(docker::LegacyImage),
+}
+
+impl Candidate {
+    fn label(&self) -> String {
+        match (&self.origin, self.names.first()) {
+            (_, Some(name)) => name.clone(),
+            (Origin::Layout(d), None) => d.digest.to_string(),
+            (Origin::Legacy(image), None) => image.config.clone(),
+        }
+    }
+}
+
+pub struct Archive {
+    tarball: Tarball,
+    format: Format,
+    candidates: Vec<Candidate>,
+    /// Where blobs without a `blobs/sha256/<hex>` entry live (legacy layer paths).
+    blob_paths: HashMap<Digest, String>,
+}
+
+impl Archive {
+    pub fn open(path: &Path) -> Result<Archive> {
+        let tarball = Tarball::open(path)?;
+        let has_index = tarball.contains("index.json");
+        let has_manifest = tarball.contains("manifest.json");
+        let format = match (has_index, has_manifest) {
+            (true, true) => Format::DockerOci,
+            (true, false) => Format::Oci,
+            (false, true) => Format::DockerLegacy,
+            (false, false) => {
+                return Err(Error::input(format!(
+                    "{} has neither manifest.json (docker save) nor index.json (OCI archive)",
+                    path.display()
+                ))
+                .hint(
+                    "pass an archive written by docker save, skopeo copy, podman save or buildah",
+                ));
+            }
+        };
+        let mut archive = Archive {
+            tarball,
+            format,
+            candidates: Vec::new(),
+            blob_paths: HashMap::new(),
+        };
+        archive.candidates = archive.list_candidates()?;
+        Ok(archive)
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    fn list_candidates(&self) -> Result<Vec<Candidate>> {
+        if self.format == Format::DockerLegacy {
+            let bytes = self.tarball.read_small("manifest.json", MAX_JSON_BYTES)?;
+            return Ok(docker::parse_manifest_json(&bytes)?
+                .into_iter()
+                .map(|image| Candidate {
+                    names: image.repo_tags.clone().unwrap_or_default(),
+                    origin: Origin::Legacy(image),
+                })
+                .collect());
+        }
+        let bytes = self.tarball.read_small("index.json", MAX_JSON_BYTES)?;
+        let index = layout::parse_top_index(&bytes)?;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for descriptor in index.manifests {
+            let names = layout::descriptor_names(&descriptor);
+            // Docker writes one index.json entry per tag of the same image.
+            match candidates
+                .iter_mut()
+                .find(|c| matches!(&c.origin, Origin::Layout(d) if d.digest == descriptor.digest))
+            {
+                Some(existing) => existing.names.extend(names),
+                None => candidates.push(Candidate {
+                    names,
+                    origin: Origin::Layout(descriptor),
+                }),
+            }
+        }
+        if candidates.is_empty() {
+            return Err(Error::input(format!(
+                "{}: index.json lists no images",
+                self.tarball.path().display()
+            )));
+        }
+        Ok(candidates)
+    }
+
+    /// Picks the image to push: the one named `wanted` (tag or reference), else the only
+    /// image, else the one tagged like the target. Ambiguity is an error listing choices.
+    pub fn select(&mut self, wanted: Option<&str>, target_tag: Option<&str>) -> Result<Artifact> {
+        let index = self.choose(wanted, target_tag)?;
+        let candidate = self.candidates[index].clone();
+        match &candidate.origin {
+            Origin::Layout(descriptor) => match layout::resolve(self, descriptor) {
+                Err(e) if self.format == Format::DockerOci && e.message.contains("diff_ids") => {
+                    // Docker 25.0.0 wrote OCI manifests without their layers; its
+                    // manifest.json is still right, so build the image from that.
+                    let mut artifact = self.legacy_for(&candidate)?;
+                    artifact.notes.push(format!(
+                        "ignored the archive's OCI manifest ({}); built one from manifest.json",
+                        e.message
+                    ));
+                    Ok(artifact)
+                }
+                other => other,
+            },
+            Origin::Legacy(image) => {
+                let (artifact, locations) = docker::build_artifact(&self.tarball, image)?;
+                self.blob_paths.extend(locations);
+                Ok(artifact)
+            }
+        }
+    }
+
+    fn legacy_for(&mut self, candidate: &Candidate) -> Result<Artifact> {
+        let bytes = self.tarball.read_small("manifest.json", MAX_JSON_BYTES)?;
+        let images = docker::parse_manifest_json(&bytes)?;
+        let image = images
+            .iter()
+            .find(|image| {
+                let tags = image.repo_tags.clone().unwrap_or_default();
+                candidate
+                    .names
+                    .iter()
+                    .any(|n| tags.iter().any(|t| names_match(t, n)))
+            })
+            .or(if images.len() == 1 {
+                images.first()
+            } else {
+                None
+            })
+            .ok_or_else(|| {
+                Error::input("the archive's manifest.json does not list the chosen image")
+            })?;
+        let (artifact, locations) = docker::build_artifact(&self.tarball, image)?;
+        self.blob_paths.extend(locations);
+        Ok(artifact)
+    }
+
+    fn choose(&self, wanted: Option<&str>, target_tag: Option<&str>) -> Result<usize> {
+        let matching = |query: &str| -> Vec<usize> {
+            (0..self.candidates.len())
+                .filter(|&i| {
+                    self.candidates[i]
+                        .names
+                        .iter()
+                        .any(|n| names_match(n, query))
+                })
+                .collect()
+        };
+        if let Some(query) = wanted {
+            return match matching(query).as_slice() {
+                [one] => Ok(*one),
+                [] => {
+                    Err(self
+                        .choice_error(&format!("no image in the archive is tagged \"{query}\"")))
+                }
+                _ => {
+                    Err(self
+                        .choice_error(&format!("several images in the archive match \"{query}\"")))
+                }
+            };
+        }
+        if self.candidates.len() == 1 {
+            return Ok(0);
+        }
+        if let Some(tag) = target_tag
+            && let [one] = matching(tag).as_slice()
+        {
+            return Ok(*one);
+        }
+        Err(self.choice_error(&format!(
+            "the archive holds {} images",
+            self.candidates.len()
+        )))
+    }
+
+    fn choice_error(&self, problem: &str) -> Error {
+        let labels: Vec<String> = self.candidates.iter().map(Candidate::label).collect();
+        Error::usage(format!("{problem}; it has: {}", labels.join(", ")))
+            .hint("choose one with --source-tag")
+    }
+
+    fn blob_entry(&self, digest: &Digest) -> Option<tarball::Entry> {
+        let path = self
+            .blob_paths
+            .get(digest)
+            .cloned()
+            .unwrap_or_else(|| format!("blobs/sha256/{}", digest.hex()));
+        self.tarball.entry(&path).map(|(_, entry)| entry)
+    }
+}
+
+/// Whether an archive's name for an image matches what the user asked for: the same
+/// string, the same tag (when only a tag is asked for), or the same normalized reference.
+pub fn names_match(name: &str, query: &str) -> bool {
+    if name == query {
+        return true;
+    }
+    let tag_of = |text: &str| {
+        Reference::parse(text)
+            .ok()
+            .and_then(|r| r.tag().map(str::to_string))
+    };
+    if !query.contains('/') && !query.contains(':') {
+        return tag_of(name).as_deref() == Some(query);
+    }
+    match (Reference::parse(name), Reference::parse(query)) {
+        (Ok(a), Ok(b)) => {
+            a.repository_reference() == b.repository_reference()
+                && a.tag_or_latest() == b.tag_or_latest()
+        }
+        _ => false,
+    }
+}
+
+impl BlobStore for Archive {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.blob_entry(digest).map(|entry| entry.size)
+    }
+
+    fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        self.tarball.read_small(&path, limit)
+    }
+}
+
+impl BlobSource for Archive {
+    fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let entry = self.blob_entry(&blob.digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("blob {} is not in the archive", blob.digest),
+            )
+        })?;
+        if entry.size != blob.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {} is {} bytes in the archive, expected {}",
+                    blob.digest, entry.size, blob.size
+                ),
+            ));
+        }
+        // Whoever consumes the bytes (uploader, cache writer) verifies the digest: it is the
+        // one that knows whether it reads the blob whole or resumes in the middle.
+        self.tarball.open_entry(entry, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_match;
+
+    #[test]
+    fn names_match_by_tag_or_reference() {
+        assert!(names_match("busybox:latest", "latest"));
+        assert!(names_match(
+            "docker.io/library/busybox:latest",
+            "busybox:latest"
+        ));
+        assert!(names_match("busybox:latest", "docker.io/library/busybox"));
+        assert!(names_match("1.0", "1.0"));
+        assert!(!names_match("busybox:latest", "1.0"));
+        assert!(!names_match("busybox:latest", "alpine:latest"));
+    }
+}
