@@ -1,8 +1,18 @@
 //! docker-image-pusher: move container images between archives, a local cache and registries.
+//!
+//! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
+//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
 
 pub mod archive;
+pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layout;
+pub mod progress;
+pub mod push;
 pub mod reference;
+pub mod registry;
+pub mod run;
+pub mod scheduler;
+pub mod upload;

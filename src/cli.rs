@@ -1,0 +1,355 @@
+//! The command line: argh definitions, the older flat form (`-r URL -f FILE` means push),
+//! subcommand aliases, and merging flags with `DOCKER_PUSHER_*` environment variables
+//! (a flag always beats the environment).
+
+use argh::FromArgs;
+
+use crate::error::{Error, Result};
+
+#[derive(FromArgs, Debug)]
+/// Move container images between docker save / OCI archives and registries.
+///
+/// The older form `docker-image-pusher -r URL -f FILE [flags]` still means `push`.
+pub struct Cli {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Push(PushArgs),
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Push an image archive to a registry (alias: ps).
+#[argh(
+    subcommand,
+    name = "push",
+    example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
+    example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
+    note = "Environment: DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
+    error_code(2, "usage error"),
+    error_code(3, "bad input: unreadable, malformed or corrupt archive"),
+    error_code(4, "authentication or permission failure"),
+    error_code(5, "network failure"),
+    error_code(6, "the registry refused the request")
+)]
+pub struct PushArgs {
+    /// the archive to push: docker save output, an OCI archive, or either gzipped
+    #[argh(option, short = 'f')]
+    pub source: String,
+
+    /// where to push: [http[s]://]registry/repository[:tag]
+    #[argh(option, short = 'r')]
+    pub target: String,
+
+    /// which image of a multi-image archive to push (tag or name:tag)
+    #[argh(option)]
+    pub source_tag: Option<String>,
+
+    /// registry username
+    #[argh(option, short = 'u')]
+    pub username: Option<String>,
+
+    /// registry password (visible to other users; prefer --password-stdin)
+    #[argh(option, short = 'p')]
+    pub password: Option<String>,
+
+    /// read the password from standard input
+    #[argh(switch)]
+    pub password_stdin: bool,
+
+    /// log every request and print a detailed report
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+
+    /// print only errors and the final digest line
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// print a machine-readable JSON summary on stdout instead of the digest line
+    #[argh(switch)]
+    pub json: bool,
+
+    /// how many blobs to upload at once (default 1)
+    #[argh(option)]
+    pub max_concurrent: Option<usize>,
+
+    /// retries for a failed request before giving up (default 3)
+    #[argh(option)]
+    pub retry_attempts: Option<u32>,
+
+    /// blobs larger than this many bytes are uploaded in chunks (default 1073741824; suffixes K, M, G accepted)
+    #[argh(option, from_str_fn(parse_size))]
+    pub large_layer_threshold: Option<u64>,
+
+    /// size of each chunk in bytes (default 33554432; suffixes K, M, G accepted)
+    #[argh(option, from_str_fn(parse_size))]
+    pub chunk_size: Option<u64>,
+
+    /// network inactivity timeout in seconds (default 120)
+    #[argh(option, short = 't')]
+    pub timeout: Option<u64>,
+
+    /// do not verify the registry's TLS certificate (insecure)
+    #[argh(switch)]
+    pub skip_tls: bool,
+
+    /// trust this CA certificate (PEM) in addition to the system's
+    #[argh(option)]
+    pub ca_cert: Vec<String>,
+
+    /// use plain HTTP instead of HTTPS
+    #[argh(switch)]
+    pub insecure: bool,
+
+    /// finish without uploading when the target tag already has this exact image
+    #[argh(switch)]
+    pub skip_existing: bool,
+
+    /// upload blobs even when the registry already has them
+    #[argh(switch)]
+    pub force_upload: bool,
+
+    /// check the archive, credentials and push permission, and report what would be uploaded
+    #[argh(switch)]
+    pub dry_run: bool,
+}
+
+/// Parses byte sizes like `1073741824`, `512M`, `1G`, `64MiB`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size in bytes"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "\"{text}\" has an unknown size unit (use K, M, G or T)"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("\"{text}\" is not a usable size"))
+}
+
+/// Subcommand aliases users know from the earlier versions.
+fn canonical_subcommand(name: &str) -> Option<&'static str> {
+    match name {
+        "push" | "ps" => Some("push"),
+        _ => None,
+    }
+}
+
+/// Long flags of the earlier flat form, renamed in the subcommand form.
+fn modern_flag(flag: &str) -> &str {
+    match flag {
+        "--repository-url" => "--target",
+        "--file" => "--source",
+        "--concurrency" | "-j" => "--max-concurrent",
+        "--retry" => "--retry-attempts",
+        "--force" => "--force-upload",
+        "-n" => "--dry-run",
+        "-k" => "--skip-tls",
+        "-c" => "--chunk-size",
+        other => other,
+    }
+}
+
+/// Turns the process arguments into subcommand form: resolves aliases and maps the
+/// flat form (arguments starting with a flag) onto `push`.
+pub fn normalize_args(args: &[String]) -> Vec<String> {
+    let Some(first) = args.first() else {
+        return Vec::new();
+    };
+    if let Some(name) = canonical_subcommand(first) {
+        return std::iter::once(name.to_string())
+            .chain(args[1..].iter().cloned())
+            .collect();
+    }
+    let flat = first.starts_with('-') && !matches!(first.as_str(), "--help" | "-h" | "help");
+    if !flat {
+        return args.to_vec();
+    }
+    let mut out = vec!["push".to_string()];
+    out.extend(args.iter().map(|a| match a.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => format!("{}={value}", modern_flag(flag)),
+        _ => modern_flag(a).to_string(),
+    }));
+    out
+}
+
+/// Reads the environment; a function so tests can supply their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A numeric setting: the flag, else the environment variable, else the default.
+pub fn number_setting<T: std::str::FromStr + Copy>(
+    flag: Option<T>,
+    env: Env,
+    name: &str,
+    default: T,
+) -> Result<T> {
+    if let Some(value) = flag {
+        return Ok(value);
+    }
+    match env(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| Error::usage(format!("{name}=\"{text}\" is not a valid number"))),
+    }
+}
+
+pub fn size_setting(flag: Option<u64>, env: Env, name: &str, default: u64) -> Result<u64> {
+    if let Some(value) = flag {
+        return Ok(value);
+    }
+    match env(name) {
+        None => Ok(default),
+        Some(text) => parse_size(&text).map_err(|e| Error::usage(format!("{name}: {e}"))),
+    }
+}
+
+/// A switch: on when given, else when the environment variable says true.
+pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
+    if flag {
+        return Ok(true);
+    }
+    match env(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => {
+            Err(Error::usage(format!("{name}=\"{v}\" is not a boolean")).hint("use true or false"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flat_form_means_push_with_modern_names() {
+        let args = normalize_args(&strings(&[
+            "-r",
+            "https://r.example.com/a:1",
+            "-f",
+            "x.tar",
+            "--concurrency",
+            "4",
+            "--file=y",
+        ]));
+        assert_eq!(
+            args,
+            strings(&[
+                "push",
+                "-r",
+                "https://r.example.com/a:1",
+                "-f",
+                "x.tar",
+                "--max-concurrent",
+                "4",
+                "--source=y"
+            ])
+        );
+        let args = normalize_args(&strings(&[
+            "--repository-url",
+            "r.example.com/a",
+            "--file",
+            "x.tar",
+        ]));
+        assert_eq!(
+            args,
+            strings(&["push", "--target", "r.example.com/a", "--source", "x.tar"])
+        );
+    }
+
+    #[test]
+    fn aliases_and_help_pass_through() {
+        assert_eq!(normalize_args(&strings(&["ps", "-f", "x"]))[0], "push");
+        assert_eq!(normalize_args(&strings(&["--help"])), strings(&["--help"]));
+        assert_eq!(
+            normalize_args(&strings(&["pull", "x"])),
+            strings(&["pull", "x"])
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_defaults() {
+        let env = |name: &str| match name {
+            "N" => Some("8".to_string()),
+            "BAD" => Some("x".to_string()),
+            "ON" => Some("true".to_string()),
+            _ => None,
+        };
+        assert_eq!(number_setting(Some(2usize), &env, "N", 1).unwrap(), 2);
+        assert_eq!(number_setting(None, &env, "N", 1usize).unwrap(), 8);
+        assert_eq!(number_setting(None, &env, "MISSING", 1usize).unwrap(), 1);
+        assert!(number_setting::<usize>(None, &env, "BAD", 1).is_err());
+        assert!(switch_setting(false, &env, "ON").unwrap());
+        assert!(!switch_setting(false, &env, "MISSING").unwrap());
+        assert!(switch_setting(false, &env, "BAD").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn argh_parses_the_push_surface() {
+        let cli = Cli::from_args(
+            &["docker-image-pusher"],
+            &[
+                "push",
+                "-f",
+                "a.tar",
+                "-r",
+                "r.io/x:1",
+                "-t",
+                "5",
+                "--chunk-size",
+                "8M",
+                "--ca-cert",
+                "a.pem",
+                "--ca-cert",
+                "b.pem",
+            ],
+        )
+        .unwrap();
+        let Command::Push(push) = cli.command;
+        assert_eq!(push.timeout, Some(5));
+        assert_eq!(push.chunk_size, Some(8 << 20));
+        assert_eq!(push.ca_cert.len(), 2);
+        let missing = Cli::from_args(&["docker-image-pusher"], &["push", "-f", "a.tar"]);
+        assert!(missing.is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! Push: write an artifact to a repository. Every blob goes up on the worker pool (largest
+//! first, so the longest transfer starts first), then the manifests in order, children
+//! before the index that names them, the last one under the target's tag.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::error::{Class, Error, Result};
+use crate::image::{Artifact, Blob, BlobSource};
+use crate::progress::{Reporter, human_bytes};
+use crate::reference::Reference;
+use crate::registry::{Initiated, Repository};
+use crate::scheduler::{Gate, PriorityChannel, run_pool};
+use crate::upload::{Outcome, UploadOptions, Uploader};
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub upload: UploadOptions,
+    /// Worker threads (and the initial number allowed to run at once).
+    pub max_concurrent: usize,
+    /// Check everything, upload nothing.
+    pub dry_run: bool,
+    /// Finish at once when the target tag already serves this exact manifest.
+    pub skip_existing: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    pub reference: String,
+    pub digest: String,
+    pub manifest_size: usize,
+    pub bytes_total: u64,
+    pub bytes_sent: u64,
+    pub bytes_skipped: u64,
+    pub bytes_reused: u64,
+    pub blobs: usize,
+    pub blobs_uploaded: usize,
+    pub blobs_existing: usize,
+    pub blobs_mounted: usize,
+    pub retries: u64,
+    pub duration_seconds: f64,
+    pub dry_run: bool,
+    pub up_to_date: bool,
+}
+
+pub fn push(
+    artifact: &Artifact,
+    source: &dyn BlobSource,
+    repository: &Repository,
+    target: &Reference,
+    options: &PushOptions,
+    reporter: &Arc<Reporter>,
+) -> Result<PushReport> {
+    let root = artifact.root();
+    if let Some(digest) = target.digest()
+        && digest != root.digest.as_str()
+    {
+        return Err(Error::usage(format!(
+            "the target names digest {digest}, but the image is {}",
+            root.digest
+        ))
+        .hint("push by tag, or name the image's own digest"));
+    }
+    let mut report = PushReport {
+        reference: target.to_string(),
+        digest: root.digest.to_string(),
+        manifest_size: root.bytes.len(),
+        bytes_total: artifact.total_blob_bytes(),
+        blobs: artifact.blobs.len(),
+        dry_run: options.dry_run,
+        ..PushReport::default()
+    };
+    if options.skip_existing && target_is_current(repository, target, &root.digest) {
+        reporter.info(&format!(
+            "{target} already serves {}; nothing to push",
+            root.digest
+        ));
+        report.up_to_date = true;
+        report.bytes_skipped = report.bytes_total;
+        return Ok(report);
+    }
+    if options.dry_run {
+        return dry_run(artifact, repository, report, reporter);
+    }
+    upload_blobs(artifact, source, repository, options, reporter, &mut report)?;
+    commit_manifests(artifact, repository, target, reporter)?;
+    report.retries = repository.transport().retries();
+    report.duration_seconds = reporter.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn target_is_current(repository: &Repository, target: &Reference, digest: &Digest) -> bool {
+    repository
+        .fetch_manifest(target.manifest_reference())
+        .is_ok_and(|m| m.digest == *digest)
+}
+
+fn upload_blobs(
+    artifact: &Artifact,
+    source: &dyn BlobSource,
+    repository: &Repository,
+    options: &PushOptions,
+    reporter: &Arc<Reporter>,
+    report: &mut PushReport,
+) -> Result<()> {
+    let queue = PriorityChannel::new();
+    for blob in &artifact.blobs {
+        // Largest first: the longest transfer starts first and nothing big straggles.
+        queue.send(blob.size, blob.clone());
+    }
+    let gate = Gate::new(options.max_concurrent);
+    let uploader = Uploader {
+        repository,
+        source,
+        options: &options.upload,
+        progress: reporter.clone(),
+    };
+    let work = |blob: Blob| {
+        reporter.detail(&format!(
+            "{}: uploading ({})",
+            blob.digest.short(),
+            human_bytes(blob.size)
+        ));
+        let result = uploader.upload(&blob);
+        if let Ok(outcome) = &result {
+            reporter.info(&describe(&blob, outcome));
+        }
+        (blob, result)
+    };
+    let stop = |(_, result): &(Blob, Result<Outcome>)| result.as_ref().is_err_and(is_fatal);
+    let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
+    let mut first_error = None;
+    for (blob, result) in results {
+        match result {
+            Ok(Outcome::Existed) => {
+                report.blobs_existing += 1;
+                report.bytes_skipped += blob.size;
+            }
+            Ok(Outcome::Mounted { .. }) => {
+                report.blobs_mounted += 1;
+                report.bytes_skipped += blob.size;
+            }
+            Ok(Outcome::Uploaded { sent, reused }) => {
+                report.blobs_uploaded += 1;
+                report.bytes_sent += sent;
+                report.bytes_reused += reused;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Errors that make the other uploads pointless: nothing else will succeed either.
+fn is_fatal(error: &Error) -> bool {
+    matches!(
+        error.class,
+        Class::Auth | Class::Usage | Class::Input | Class::Interrupted
+    )
+}
+
+fn describe(blob: &Blob, outcome: &Outcome) -> String {
+    let id = blob.digest.short();
+    match outcome {
+        Outcome::Existed => format!("{id}: already exists"),
+        Outcome::Mounted { from } => format!("{id}: mounted from {from}"),
+        Outcome::Uploaded { reused, .. } if *reused > 0 => {
+            format!(
+                "{id}: pushed ({}, resumed after {})",
+                human_bytes(blob.size),
+                human_bytes(*reused)
+            )
+        }
+        Outcome::Uploaded { .. } => format!("{id}: pushed ({})", human_bytes(blob.size)),
+    }
+}
+
+fn commit_manifests(
+    artifact: &Artifact,
+    repository: &Repository,
+    target: &Reference,
+    reporter: &Reporter,
+) -> Result<()> {
+    let (children, root) = artifact.manifests.split_at(artifact.manifests.len() - 1);
+    for child in children {
+        repository.commit_manifest(child.digest.as_str(), child)?;
+        let platform = child
+            .platform
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        reporter.detail(&format!(
+            "manifest {}{platform} pushed",
+            child.digest.short()
+        ));
+    }
+    let reference = target
+        .digest()
+        .map(str::to_string)
+        .unwrap_or_else(|| target.tag_or_latest().to_string());
+    repository.commit_manifest(&reference, &root[0])?;
+    Ok(())
+}
+
+fn dry_run(
+    artifact: &Artifact,
+    repository: &Repository,
+    mut report: PushReport,
+    reporter: &Reporter,
+) -> Result<PushReport> {
+    // Opening (and at once abandoning) an upload session is the one reliable way to learn
+    // whether these credentials may push, without writing anything.
+    match repository.initiate_upload(None)? {
+        Initiated::Session(session) => repository.cancel_upload(&session),
+        Initiated::Mounted => {}
+    }
+    for blob in &artifact.blobs {
+        if repository.check_existing_blob(&blob.digest)?.is_some() {
+            report.blobs_existing += 1;
+            report.bytes_skipped += blob.size;
+            reporter.info(&format!("{}: already exists", blob.digest.short()));
+        } else {
+            report.blobs_uploaded += 1;
+            report.bytes_sent += blob.size;
+            reporter.info(&format!(
+                "{}: would upload {}",
+                blob.digest.short(),
+                human_bytes(blob.size)
+            ));
+        }
+    }
+    reporter.info(&format!(
+        "dry run: {} to upload in {} blobs, {} already present; push permission confirmed; nothing was uploaded",
+        human_bytes(report.bytes_sent),
+        report.blobs_uploaded,
+        human_bytes(report.bytes_skipped)
+    ));
+    report.duration_seconds = reporter.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The line `docker push` ends with: `TAG: digest: sha256:... size: N`.
+pub fn result_line(target: &Reference, report: &PushReport) -> String {
+    let name = target
+        .digest()
+        .map(str::to_string)
+        .unwrap_or_else(|| target.tag_or_latest().to_string());
+    format!(
+        "{name}: digest: {} size: {}",
+        report.digest, report.manifest_size
+    )
+}
+
+/// Keeps a timing value printable in JSON with a sensible precision.
+pub fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
