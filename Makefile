@@ -1,0 +1,26 @@
+# Entry points documented in the README.
+CARGO ?= cargo
+
+.PHONY: build demo test bench static fuzz lint clean
+
+build:
+	$(CARGO) build --release
+
+demo:
+	scripts/ensure-deps.sh demo
+	$(CARGO) build --release --example sample-image
+	scripts/demo.sh
+
+test:
+	scripts/ensure-deps.sh test
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf dist tmp
