@@ -15,7 +15,9 @@ fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         header.set_mode(0o644);
         header.set_mtime(1_700_000_000);
         header.set_cksum();
-        builder.append_data(&mut header, name, data.as_slice()).expect("in-memory tar");
+        builder
+            .append_data(&mut header, name, data.as_slice())
+            .expect("in-memory tar");
     }
     builder.into_inner().expect("in-memory tar")
 }
@@ -65,7 +67,11 @@ fn main() -> std::io::Result<()> {
         })).collect::<Vec<_>>(),
     }))?;
     let manifest_digest = Digest::of(&manifest);
-    let full_name = if repo.contains('/') { format!("docker.io/{repo}:{tag}") } else { format!("docker.io/library/{repo}:{tag}") };
+    let full_name = if repo.contains('/') {
+        format!("docker.io/{repo}:{tag}")
+    } else {
+        format!("docker.io/library/{repo}:{tag}")
+    };
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -90,7 +96,10 @@ fn main() -> std::io::Result<()> {
     entries.push((blob_path(&manifest_digest), manifest));
     entries.push(("index.json".into(), index));
     entries.push(("manifest.json".into(), docker_manifest));
-    entries.push(("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()));
+    entries.push((
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    ));
     let out_file = std::fs::File::create(&out)?;
     let mut builder = tar::Builder::new(out_file);
     for (path, data) in &entries {

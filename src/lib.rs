@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod commands;
 pub mod digest;
 pub mod error;
 pub mod image;
@@ -13,6 +14,5 @@ pub mod progress;
 pub mod push;
 pub mod reference;
 pub mod registry;
-pub mod run;
 pub mod scheduler;
 pub mod upload;

@@ -1,27 +1,23 @@
-//! From parsed command line to finished work: settings are resolved (flags, environment,
-//! defaults), inputs opened, and the command carried out. Errors come back with a class
-//! that `main` turns into the exit code.
+//! The commands, one module each: from parsed command line to finished work. Settings are
+//! resolved (flags, environment, defaults), inputs opened, and the command carried out.
+//! Errors come back with a class that `main` turns into the exit code.
 
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::archive::Archive;
-use crate::cli::{self, Cli, Command, Env, PushArgs};
+mod push;
+
+use crate::cli::{self, Cli, Command, Env};
 use crate::error::{Error, Result};
 use crate::progress::{Reporter, Verbosity};
-use crate::push::{self, PushOptions};
 use crate::reference::{self, Reference, Scheme};
 use crate::registry::Repository;
 use crate::registry::credentials::{self, Credentials, Secret};
 use crate::registry::transport::{RetryPolicy, Transport, TransportOptions};
-use crate::upload::UploadOptions;
 
-pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
-pub const DEFAULT_LARGE_LAYER_THRESHOLD: u64 = 1 << 30;
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
 
 /// Runs the tool with `args` (without the program name) and returns the exit code.
@@ -54,11 +50,11 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 
 fn run(cli: Cli, env: Env) -> Result<()> {
     match cli.command {
-        Command::Push(args) => run_push(args, env),
+        Command::Push(args) => push::run_push(args, env),
     }
 }
 
-fn verbosity(quiet: bool, verbose: bool) -> Verbosity {
+pub(crate) fn verbosity(quiet: bool, verbose: bool) -> Verbosity {
     if quiet {
         Verbosity::Quiet
     } else if verbose {
@@ -173,7 +169,7 @@ fn read_password_stdin() -> Result<String> {
     Ok(password)
 }
 
-fn parse_target(text: &str, insecure: bool) -> Result<(Reference, bool)> {
+pub(crate) fn parse_target(text: &str, insecure: bool) -> Result<(Reference, bool)> {
     let (scheme, target) =
         reference::parse_target(text).map_err(|e| Error::usage(e.to_string()))?;
     if insecure && scheme == Some(Scheme::Https) {
@@ -183,100 +179,4 @@ fn parse_target(text: &str, insecure: bool) -> Result<(Reference, bool)> {
         );
     }
     Ok((target, insecure || scheme == Some(Scheme::Http)))
-}
-
-fn run_push(args: PushArgs, env: Env) -> Result<()> {
-    let verbose = cli::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
-    let reporter = Arc::new(Reporter::new(verbosity(args.quiet, verbose)));
-    let (target, plain_http) = parse_target(&args.target, args.insecure)?;
-    let connection = Connection {
-        plain_http,
-        skip_tls: cli::switch_setting(args.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
-        ca_certs: args.ca_cert.clone(),
-        timeout: Duration::from_secs(
-            cli::number_setting(
-                args.timeout,
-                env,
-                "DOCKER_PUSHER_TIMEOUT",
-                DEFAULT_TIMEOUT_SECONDS,
-            )?
-            .max(1),
-        ),
-        retry_attempts: cli::number_setting(
-            args.retry_attempts,
-            env,
-            "DOCKER_PUSHER_RETRY_ATTEMPTS",
-            3,
-        )?,
-        username: args.username.clone(),
-        password: args.password.clone(),
-        password_stdin: args.password_stdin,
-    };
-    let options = PushOptions {
-        upload: UploadOptions {
-            large_layer_threshold: cli::size_setting(
-                args.large_layer_threshold,
-                env,
-                "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
-                DEFAULT_LARGE_LAYER_THRESHOLD,
-            )?,
-            chunk_size: cli::size_setting(
-                args.chunk_size,
-                env,
-                "DOCKER_PUSHER_CHUNK_SIZE",
-                DEFAULT_CHUNK_SIZE,
-            )?,
-            force: args.force_upload,
-            mount_from: Vec::new(),
-            retry: RetryPolicy {
-                attempts: connection.retry_attempts,
-                ..RetryPolicy::default()
-            },
-        },
-        max_concurrent: cli::number_setting(
-            args.max_concurrent,
-            env,
-            "DOCKER_PUSHER_MAX_CONCURRENT",
-            1usize,
-        )?
-        .max(1),
-        dry_run: args.dry_run,
-        skip_existing: cli::switch_setting(args.skip_existing, env, "DOCKER_PUSHER_SKIP_EXISTING")?,
-    };
-
-    let path = Path::new(&args.source);
-    if !path.exists() {
-        return Err(Error::input(format!("{} does not exist", path.display()))
-            .hint("check the --source path"));
-    }
-    let mut archive = Archive::open(path)?;
-    let artifact = archive.select(args.source_tag.as_deref(), target.tag())?;
-    reporter.info(&format!(
-        "pushing {} ({}, {} blobs, {}) to {target}",
-        path.display(),
-        archive.format().describe(),
-        artifact.blobs.len(),
-        crate::progress::human_bytes(artifact.total_blob_bytes())
-    ));
-    for note in &artifact.notes {
-        reporter.warn(note);
-    }
-    let repository = connection.open(&target, env, &reporter, "pull,push")?;
-    let report = push::push(
-        &artifact,
-        &archive,
-        &repository,
-        &target,
-        &options,
-        &reporter,
-    )?;
-    if args.json {
-        let json = serde_json::to_string(&report).unwrap_or_default();
-        reporter.result(&json);
-    } else if report.dry_run {
-        reporter.result(&format!("dry run: {}", push::result_line(&target, &report)));
-    } else {
-        reporter.result(&push::result_line(&target, &report));
-    }
-    Ok(())
 }

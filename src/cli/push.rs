@@ -1,0 +1,101 @@
+//! `push`: the flags of the push subcommand (and of the older flat form).
+
+use argh::FromArgs;
+
+use super::parse_size;
+
+#[derive(FromArgs, Debug, Default)]
+/// Push an image archive to a registry (alias: ps).
+#[argh(
+    subcommand,
+    name = "push",
+    example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
+    example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
+    note = "Environment: DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
+    error_code(2, "usage error"),
+    error_code(3, "bad input: unreadable, malformed or corrupt archive"),
+    error_code(4, "authentication or permission failure"),
+    error_code(5, "network failure"),
+    error_code(6, "the registry refused the request")
+)]
+pub struct PushArgs {
+    /// the archive to push: docker save output, an OCI archive, or either gzipped
+    #[argh(option, short = 'f')]
+    pub source: String,
+
+    /// where to push: [http[s]://]registry/repository[:tag]
+    #[argh(option, short = 'r')]
+    pub target: String,
+
+    /// which image of a multi-image archive to push (tag or name:tag)
+    #[argh(option)]
+    pub source_tag: Option<String>,
+
+    /// registry username
+    #[argh(option, short = 'u')]
+    pub username: Option<String>,
+
+    /// registry password (visible to other users; prefer --password-stdin)
+    #[argh(option, short = 'p')]
+    pub password: Option<String>,
+
+    /// read the password from standard input
+    #[argh(switch)]
+    pub password_stdin: bool,
+
+    /// log every request and print a detailed report
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+
+    /// print only errors and the final digest line
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// print a machine-readable JSON summary on stdout instead of the digest line
+    #[argh(switch)]
+    pub json: bool,
+
+    /// how many blobs to upload at once (default 1)
+    #[argh(option)]
+    pub max_concurrent: Option<usize>,
+
+    /// retries for a failed request before giving up (default 3)
+    #[argh(option)]
+    pub retry_attempts: Option<u32>,
+
+    /// blobs larger than this many bytes are uploaded in chunks (default 1073741824; suffixes K, M, G accepted)
+    #[argh(option, from_str_fn(parse_size))]
+    pub large_layer_threshold: Option<u64>,
+
+    /// size of each chunk in bytes (default 33554432; suffixes K, M, G accepted)
+    #[argh(option, from_str_fn(parse_size))]
+    pub chunk_size: Option<u64>,
+
+    /// network inactivity timeout in seconds (default 120)
+    #[argh(option, short = 't')]
+    pub timeout: Option<u64>,
+
+    /// do not verify the registry's TLS certificate (insecure)
+    #[argh(switch)]
+    pub skip_tls: bool,
+
+    /// trust this CA certificate (PEM) in addition to the system's
+    #[argh(option)]
+    pub ca_cert: Vec<String>,
+
+    /// use plain HTTP instead of HTTPS
+    #[argh(switch)]
+    pub insecure: bool,
+
+    /// finish without uploading when the target tag already has this exact image
+    #[argh(switch)]
+    pub skip_existing: bool,
+
+    /// upload blobs even when the registry already has them
+    #[argh(switch)]
+    pub force_upload: bool,
+
+    /// check the archive, credentials and push permission, and report what would be uploaded
+    #[argh(switch)]
+    pub dry_run: bool,
+}
