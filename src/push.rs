@@ -12,6 +12,7 @@ use crate::progress::{Reporter, human_bytes};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
 use crate::scheduler::{Gate, PriorityChannel, run_pool};
+use crate::state::StateDir;
 use crate::upload::{Outcome, UploadOptions, Uploader};
 
 #[derive(Debug, Clone)]
@@ -33,7 +34,12 @@ pub struct PushReport {
     pub bytes_total: u64,
     pub bytes_sent: u64,
     pub bytes_skipped: u64,
+    /// Bytes of partly uploaded blobs the registry held from an earlier run.
     pub bytes_reused: u64,
+    /// Bytes sent more than once because a request failed part-way.
+    pub bytes_resent: u64,
+    /// Times an upload continued after a failure.
+    pub resumes: u64,
     pub blobs: usize,
     pub blobs_uploaded: usize,
     pub blobs_existing: usize,
@@ -50,6 +56,7 @@ pub fn push(
     repository: &Repository,
     target: &Reference,
     options: &PushOptions,
+    state: Option<&StateDir>,
     reporter: &Arc<Reporter>,
 ) -> Result<PushReport> {
     let root = artifact.root();
@@ -83,7 +90,24 @@ pub fn push(
     if options.dry_run {
         return dry_run(artifact, repository, report, reporter);
     }
-    upload_blobs(artifact, source, repository, options, reporter, &mut report)?;
+    let uploaded = upload_blobs(
+        artifact,
+        source,
+        repository,
+        options,
+        state,
+        reporter,
+        &mut report,
+    );
+    if let Err(error) = uploaded {
+        return Err(interrupted_or(error, &report));
+    }
+    if options.upload.stop.is_requested() {
+        return Err(interrupted_or(
+            Error::interrupted("stopped by a signal"),
+            &report,
+        ));
+    }
     commit_manifests(artifact, repository, target, reporter)?;
     report.retries = repository.transport().retries();
     report.duration_seconds = reporter.elapsed().as_secs_f64();
@@ -96,11 +120,25 @@ fn target_is_current(repository: &Repository, target: &Reference, digest: &Diges
         .is_ok_and(|m| m.digest == *digest)
 }
 
+/// Says how far an interrupted push got; other errors pass through unchanged.
+fn interrupted_or(error: Error, report: &PushReport) -> Error {
+    if error.class != Class::Interrupted {
+        return error;
+    }
+    let done = report.blobs_existing + report.blobs_mounted + report.blobs_uploaded;
+    Error::interrupted(format!(
+        "interrupted with {done} of {} blobs pushed; open uploads are saved",
+        report.blobs
+    ))
+    .hint("run the same command again to resume where it stopped")
+}
+
 fn upload_blobs(
     artifact: &Artifact,
     source: &dyn BlobSource,
     repository: &Repository,
     options: &PushOptions,
+    state: Option<&StateDir>,
     reporter: &Arc<Reporter>,
     report: &mut PushReport,
 ) -> Result<()> {
@@ -115,6 +153,7 @@ fn upload_blobs(
         source,
         options: &options.upload,
         progress: reporter.clone(),
+        state,
     };
     let work = |blob: Blob| {
         reporter.detail(&format!(
@@ -130,8 +169,12 @@ fn upload_blobs(
     };
     let stop = |(_, result): &(Blob, Result<Outcome>)| result.as_ref().is_err_and(is_fatal);
     let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
-    let mut first_error = None;
+    let mut first_error: Option<Error> = None;
+    let mut present = Vec::new();
     for (blob, result) in results {
+        if result.is_ok() {
+            present.push(blob.digest.clone());
+        }
         match result {
             Ok(Outcome::Existed) => {
                 report.blobs_existing += 1;
@@ -141,15 +184,35 @@ fn upload_blobs(
                 report.blobs_mounted += 1;
                 report.bytes_skipped += blob.size;
             }
-            Ok(Outcome::Uploaded { sent, reused }) => {
+            Ok(Outcome::Uploaded {
+                sent,
+                reused,
+                resent,
+                resumes,
+            }) => {
                 report.blobs_uploaded += 1;
                 report.bytes_sent += sent;
                 report.bytes_reused += reused;
+                report.bytes_resent += resent;
+                report.resumes += u64::from(resumes);
             }
             Err(e) => {
-                first_error.get_or_insert(e);
+                // An interruption says less than the failure that may have come with it.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|first| first.class == Class::Interrupted)
+                {
+                    first_error = Some(e);
+                }
             }
         }
+    }
+    // Later pushes to other repositories of this registry can mount these instead of
+    // uploading them again.
+    if let Some(state) = state
+        && let Err(e) = state.record_locations(repository.host(), repository.name(), &present)
+    {
+        reporter.detail(&format!("cannot record blob locations: {e}"));
     }
     match first_error {
         Some(error) => Err(error),
@@ -243,6 +306,18 @@ fn dry_run(
     ));
     report.duration_seconds = reporter.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The `--verbose` resume report: what earlier runs and failures cost or saved.
+pub fn resume_line(report: &PushReport) -> String {
+    format!(
+        "resume: {} reused from earlier runs, {} re-sent after {} failure{}, {} mounted or already present",
+        human_bytes(report.bytes_reused),
+        human_bytes(report.bytes_resent),
+        report.resumes,
+        if report.resumes == 1 { "" } else { "s" },
+        human_bytes(report.bytes_skipped)
+    )
 }
 
 /// The line `docker push` ends with: `TAG: digest: sha256:... size: N`.

@@ -135,6 +135,17 @@ pub fn size_setting(flag: Option<u64>, env: Env, name: &str, default: u64) -> Re
     }
 }
 
+/// Where the cache and the state directory live: the flag, else
+/// `DOCKER_PUSHER_CACHE_DIR`, else `.cache` in the working directory.
+pub fn cache_dir_setting(flag: Option<&str>, env: Env) -> std::path::PathBuf {
+    flag.map(str::to_string)
+        .or_else(|| env("DOCKER_PUSHER_CACHE_DIR"))
+        .unwrap_or_else(|| DEFAULT_CACHE_DIR.to_string())
+        .into()
+}
+
+pub const DEFAULT_CACHE_DIR: &str = ".cache";
+
 /// A switch: on when given, else when the environment variable says true.
 pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
     if flag {

@@ -11,12 +11,16 @@ use super::parse_size;
     name = "push",
     example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
     example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
-    note = "Environment: DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
+    note = "Environment: DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING, DOCKER_PUSHER_CACHE_DIR. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
     error_code(2, "usage error"),
     error_code(3, "bad input: unreadable, malformed or corrupt archive"),
     error_code(4, "authentication or permission failure"),
     error_code(5, "network failure"),
-    error_code(6, "the registry refused the request")
+    error_code(6, "the registry refused the request"),
+    error_code(
+        130,
+        "interrupted (Ctrl-C or SIGTERM); run the same command again to resume"
+    )
 )]
 pub struct PushArgs {
     /// the archive to push: docker save output, an OCI archive, or either gzipped
@@ -98,4 +102,12 @@ pub struct PushArgs {
     /// check the archive, credentials and push permission, and report what would be uploaded
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// try to mount blobs from this repository of the same registry before uploading them (repeatable)
+    #[argh(option)]
+    pub mount_from: Vec<String>,
+
+    /// directory for the cache and the upload state that lets an interrupted push resume (default .cache)
+    #[argh(option)]
+    pub cache_dir: Option<String>,
 }

@@ -8,9 +8,11 @@ use super::{Connection, DEFAULT_TIMEOUT_SECONDS, parse_target, verbosity};
 use crate::archive::Archive;
 use crate::cli::{self, Env, PushArgs};
 use crate::error::{Error, Result};
-use crate::progress::Reporter;
+use crate::interrupt::{self, StopSignal};
+use crate::progress::{Reporter, Verbosity};
 use crate::push::{self, PushOptions};
 use crate::registry::transport::RetryPolicy;
+use crate::state::StateDir;
 use crate::upload::UploadOptions;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
@@ -58,11 +60,12 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
                 DEFAULT_CHUNK_SIZE,
             )?,
             force: args.force_upload,
-            mount_from: Vec::new(),
+            mount_from: args.mount_from.clone(),
             retry: RetryPolicy {
                 attempts: connection.retry_attempts,
                 ..RetryPolicy::default()
             },
+            stop: StopSignal::new(),
         },
         max_concurrent: cli::number_setting(
             args.max_concurrent,
@@ -74,6 +77,17 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
         dry_run: args.dry_run,
         skip_existing: cli::switch_setting(args.skip_existing, env, "DOCKER_PUSHER_SKIP_EXISTING")?,
     };
+
+    let state = StateDir::for_cache(&cli::cache_dir_setting(args.cache_dir.as_deref(), env));
+    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
+        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
+    });
+    let farewell = format!(
+        "interrupted; open uploads are saved in {} (run the same command again to resume)",
+        state.root().display()
+    );
+    interrupt::install(&options.upload.stop, notice, farewell)
+        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))?;
 
     let path = Path::new(&args.source);
     if !path.exists() {
@@ -99,8 +113,10 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
         &repository,
         &target,
         &options,
+        (!options.dry_run).then_some(&state),
         &reporter,
     )?;
+    reporter.detail(&push::resume_line(&report));
     if args.json {
         let json = serde_json::to_string(&report).unwrap_or_default();
         reporter.result(&json);

@@ -278,6 +278,12 @@ impl Transport {
         self.auth.tokens_fetched()
     }
 
+    /// Every credential this transport holds (password, Basic header, tokens), so
+    /// anything about to be written to disk can be checked against them.
+    pub fn secrets(&self) -> Vec<String> {
+        self.auth.secrets()
+    }
+
     pub fn log(&self, message: &str) {
         (self.log)(message)
     }
@@ -574,7 +580,8 @@ fn redirect_target(response: &Response) -> Option<String> {
     }
 }
 
-fn retry_after(response: &Response) -> Option<Duration> {
+/// How long the registry asked us to wait (`Retry-After` in seconds).
+pub fn retry_after(response: &Response) -> Option<Duration> {
     response
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -618,6 +625,11 @@ fn looks_like_plain_http(error: &Error) -> bool {
 /// Maps a failed exchange to a network error that names the host and a likely fix.
 pub fn network_error(err: ureq::Error, url: &str) -> Error {
     let host = auth::host_of(url).to_string();
+    if let ureq::Error::Io(io) = &err
+        && crate::interrupt::Stopped::is(io)
+    {
+        return Error::interrupted("stopped by a signal");
+    }
     if let ureq::Error::Io(io) = &err
         && let Some(mismatch) = crate::digest::find_mismatch(io)
     {

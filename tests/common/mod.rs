@@ -19,11 +19,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod faults;
 pub mod pki;
 pub mod registry;
 pub mod token;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
+pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};
 pub use registry::{Auth, RegistryOptions, TestRegistry};
 pub use token::{Grant, TokenOptions, TokenRequest, TokenServer, Who, same_scope};
 
