@@ -78,6 +78,8 @@ pub struct Uploader<'a> {
 struct Failure {
     reason: String,
     retry_after: Option<Duration>,
+    /// The closing PUT failed: the registry may still be committing the blob.
+    in_commit: bool,
 }
 
 enum Commit {
@@ -334,7 +336,7 @@ impl Uploader<'_> {
                 ))
                 .hint("the link is unreliable; run the same command again to resume"));
             }
-            self.pause(failures - 1, retry_after);
+            self.pause(self.options.retry.delay(failures - 1, retry_after));
             if rules.allow_patch && rules::switch_to_chunked(status) {
                 self.progress.note(&format!(
                     "blob {}: switching to chunked upload",
@@ -350,10 +352,9 @@ impl Uploader<'_> {
         }
     }
 
-    /// Waits before the next try: as long as the registry asked (`Retry-After`), else
-    /// with exponential backoff. Wakes early when a stop is requested.
-    fn pause(&self, attempt: u32, retry_after: Option<Duration>) {
-        let wait = self.options.retry.delay(attempt, retry_after);
+    /// Waits before the next try (as long as the registry asked with `Retry-After`, else
+    /// the backoff), waking early when a stop is requested.
+    fn pause(&self, wait: Duration) {
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until && !self.options.stop.is_requested() {
             std::thread::sleep(Duration::from_millis(50).min(wait));
@@ -445,12 +446,14 @@ impl Uploader<'_> {
                         Failure {
                             reason: format!("HTTP {status}"),
                             retry_after: transport::retry_after(&response),
+                            in_commit: false,
                         }
                     }
                     Err(e) if e.class != Class::Network => return Err(e),
                     Err(e) => Failure {
                         reason: e.message,
                         retry_after: None,
+                        in_commit: false,
                     },
                 }
             };
@@ -465,15 +468,29 @@ impl Uploader<'_> {
                 ))
                 .hint("run the same command again to resume"));
             }
+            let wait = self
+                .options
+                .retry
+                .delay(failures_without_progress - 1, failure.retry_after);
             self.progress.note(&format!(
-                "blob {}: upload at byte {offset} failed ({}); resuming",
+                "blob {}: upload at byte {offset} failed ({}); resuming in {:.1}s",
                 blob.digest.short(),
-                failure.reason
+                failure.reason,
+                wait.as_secs_f64()
             ));
-            self.pause(failures_without_progress - 1, failure.retry_after);
+            self.pause(wait);
             self.check_stop()?;
             let (resumed, held) = self.resume_point(&session, rules)?;
             let held = held.min(blob.size);
+            // A registry that finished committing after our first look has closed the
+            // session because the blob is done, not because it was lost.
+            if failure.in_commit
+                && !same_session(&session, &resumed)
+                && self.repository.check_existing_blob(&blob.digest)?.is_some()
+            {
+                self.repository.cancel_upload(&resumed);
+                return Ok(());
+            }
             if transfer.restart_if_lost(&session, &resumed, held) {
                 self.progress.note(&format!(
                     "blob {}: the registry lost the upload session; starting the blob over",
@@ -533,6 +550,7 @@ impl Uploader<'_> {
                 Failure {
                     reason: format!("HTTP {status}"),
                     retry_after: transport::retry_after(&response),
+                    in_commit: true,
                 }
             }
             Err(e) if e.class != Class::Network => return Err(e),
@@ -543,6 +561,7 @@ impl Uploader<'_> {
                 Failure {
                     reason: e.message,
                     retry_after: None,
+                    in_commit: true,
                 }
             }
         };

@@ -443,20 +443,23 @@ fn handle(client: TcpStream, inner: &Inner) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
+/// Counts the request against every rule it matches (so `nth` means the nth
+/// matching request overall), and applies the first rule that is due.
 fn pick_fault(inner: &Inner, head: &RequestHead) -> Option<Fault> {
     let mut rules = inner.rules.lock().unwrap();
+    let mut chosen = None;
     for state in rules.iter_mut() {
         if !state.rule.matcher.matches(head) {
             continue;
         }
         state.seen += 1;
-        if state.seen <= state.rule.matcher.skip || state.fired >= state.rule.times {
-            continue;
+        let due = state.seen > state.rule.matcher.skip && state.fired < state.rule.times;
+        if due && chosen.is_none() {
+            state.fired += 1;
+            chosen = Some(state.rule.fault.clone());
         }
-        state.fired += 1;
-        return Some(state.rule.fault.clone());
     }
-    None
+    chosen
 }
 
 fn run(
