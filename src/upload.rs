@@ -312,7 +312,7 @@ impl Uploader<'_> {
                     }
                     (Some(status), transport::retry_after(&response))
                 }
-                Err(e) if e.class == Class::Interrupted => {
+                Err(e) if matches!(e.class, Class::Interrupted | Class::Input) => {
                     self.repository.cancel_upload(&session);
                     return Err(e);
                 }

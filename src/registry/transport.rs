@@ -554,10 +554,15 @@ impl Transport {
         };
         let what = format!("{action} failed on {}", self.host);
         match status {
-            401 if challenge_error.as_deref() == Some("insufficient_scope") || self.auth.has_credentials() => {
+            401 if challenge_error.as_deref() == Some("insufficient_scope") => {
                 Error::auth(format!("{what}: access denied ({detail})"))
                     .hint("the credentials lack permission for this repository; check the account's rights")
             }
+            401 if self.auth.has_credentials() => Error::auth(format!(
+                "{what}: the registry rejected the credentials for user \"{}\" ({detail})",
+                self.auth.username().unwrap_or_default()
+            ))
+            .hint("check the username and password (or token)"),
             401 => Error::auth(format!("{what}: authentication required ({detail})"))
                 .hint("pass -u/--username with --password-stdin, set DOCKER_PUSHER_USERNAME/PASSWORD, or docker login"),
             403 => Error::auth(format!("{what}: access denied ({detail})"))
@@ -567,6 +572,10 @@ impl Transport {
                     .hint("check the repository name; some registries need the repository created first")
             }
             429 => Error::registry(format!("{what}: rate limited ({detail})")).hint("wait and try again"),
+            400 if code.as_deref() == Some("DIGEST_INVALID") => {
+                Error::input(format!("{what}: the content does not match its digest ({detail})"))
+                    .hint("the archive or cache is damaged; save or copy it again")
+            }
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         }
     }
@@ -619,7 +628,7 @@ fn is_transient(error: &Error) -> bool {
 
 fn looks_like_plain_http(error: &Error) -> bool {
     let text = error.message.to_ascii_lowercase();
-    text.contains("invalidcontenttype") || text.contains("corrupt message") || text.contains("tls")
+    text.contains("invalidcontenttype") || text.contains("corrupt message")
 }
 
 /// Maps a failed exchange to a network error that names the host and a likely fix.
@@ -654,6 +663,10 @@ pub fn network_error(err: ureq::Error, url: &str) -> Error {
         }
         ureq::Error::Rustls(tls) => tls_error(&host, &tls.to_string()),
         ureq::Error::Tls(what) => tls_error(&host, what),
+        ureq::Error::Io(io) if is_lookup_failure(&io) => {
+            Error::network(format!("cannot resolve host {host}"))
+                .hint("check the registry name and your DNS settings")
+        }
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
             Error::network(format!("{host} refused the connection"))
                 .hint("check the address and port, and that the registry is running")
@@ -668,6 +681,15 @@ pub fn network_error(err: ureq::Error, url: &str) -> Error {
             .hint("the link dropped; run the same command again to resume"),
         other => Error::network(format!("request to {host} failed: {other}")),
     }
+}
+
+/// Name resolution failures reach us as plain I/O errors with the resolver's text.
+fn is_lookup_failure(io: &io::Error) -> bool {
+    let text = io.to_string().to_ascii_lowercase();
+    text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+        || text.contains("no address associated")
+        || text.contains("temporary failure in name resolution")
 }
 
 fn tls_error(host: &str, what: &str) -> Error {
