@@ -85,6 +85,9 @@ pub struct Exchange {
     pub started: Instant,
 }
 
+/// Inspects a request head: a rule's condition, or a hook run when it fires.
+pub type HeadFn = Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>;
+
 /// What to do to a matching request.
 #[derive(Clone)]
 pub enum Fault {
@@ -109,7 +112,7 @@ pub enum Fault {
     /// Run `hook` with the request head, then forward (or drop the request
     /// unforwarded when the hook returns false). For killing or signalling
     /// processes at an exact point of a push.
-    Hook(Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>),
+    Hook(HeadFn),
     /// Forward, then replace (or add) a response header.
     RewriteHeader { name: String, value: String },
     /// Forward, then replace the response body (Content-Length follows).
@@ -175,7 +178,7 @@ impl Fault {
 pub struct Match {
     method: Option<String>,
     path_contains: Option<String>,
-    predicate: Option<Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>>,
+    predicate: Option<HeadFn>,
     /// Matching requests to let through before the first firing.
     skip: u32,
 }
@@ -495,12 +498,11 @@ fn run(
             return;
         }
         Some(Fault::Delay(duration)) => thread::sleep(duration),
-        Some(Fault::Hook(hook)) => {
-            if !hook(head) {
-                exchange.body_received = drain(body, head.content_length);
-                return;
-            }
+        Some(Fault::Hook(hook)) if !hook(head) => {
+            exchange.body_received = drain(body, head.content_length);
+            return;
         }
+        Some(Fault::Hook(_)) => {}
         Some(
             other @ (Fault::CutResponse | Fault::RewriteHeader { .. } | Fault::RewriteBody(_)),
         ) => rewrite = Some(other),
