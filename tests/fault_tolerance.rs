@@ -99,6 +99,7 @@ impl Setup {
         );
         let on_wire = self.resent_on_the_wire();
         let reported = run.report_u64("bytes_resent");
+        eprintln!("{repository}: {on_wire} bytes re-sent on the wire, {reported} reported");
         // The product counts bytes handed to the socket, a cut request's unsent tail
         // included, so it never reports less than arrived.
         assert!(

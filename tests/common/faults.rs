@@ -473,7 +473,7 @@ fn run(
     body: &mut BufReader<TcpStream>,
     mut client: &TcpStream,
     exchange: &mut Exchange,
-) {
+) -> bool {
     let mut cut_after = None;
     let mut rewrite: Option<Fault> = None;
     match fault {
@@ -487,20 +487,22 @@ fn run(
             exchange.body_received = drain(body, head.content_length);
             let _ = write_response(&mut client, status, &headers, answer.as_bytes());
             exchange.status = Some(status);
-            return;
+            return false;
         }
         Some(Fault::Stall(duration)) => {
             exchange.body_received = drain(body, head.content_length);
+            // Logged now: the client gives up long before the stall ends.
+            inner.log.lock().unwrap().push(exchange.clone());
             let until = Instant::now() + duration;
             while Instant::now() < until && !inner.shutdown.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(20));
             }
-            return;
+            return true;
         }
         Some(Fault::Delay(duration)) => thread::sleep(duration),
         Some(Fault::Hook(hook)) if !hook(head) => {
             exchange.body_received = drain(body, head.content_length);
-            return;
+            return false;
         }
         Some(Fault::Hook(_)) => {}
         Some(
@@ -519,7 +521,7 @@ fn run(
         exchange.body_received = n as u64;
         if cut_after.is_some() || (n as u64) < head.content_length {
             // The client's request never completed: a buffering front end drops it.
-            return;
+            return false;
         }
         Some(bytes)
     } else {
@@ -532,17 +534,17 @@ fn run(
         if buffered.is_none() {
             exchange.body_received = drain(body, wanted);
         }
-        return;
+        return false;
     };
     let _ = upstream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = upstream.set_write_timeout(Some(IO_TIMEOUT));
     if upstream.write_all(raw_head.as_bytes()).is_err() {
-        return;
+        return false;
     }
     match buffered {
         Some(bytes) => {
             if upstream.write_all(&bytes).is_err() {
-                return;
+                return false;
             }
             exchange.body_forwarded = bytes.len() as u64;
         }
@@ -552,7 +554,7 @@ fn run(
             exchange.body_forwarded = forwarded;
             if cut_after.is_some() || received < head.content_length {
                 let _ = upstream.shutdown(Shutdown::Both);
-                return;
+                return false;
             }
         }
     }
@@ -563,11 +565,11 @@ fn run(
         .take(MAX_RESPONSE as u64)
         .read_to_end(&mut response);
     let Some(mut parsed) = Response::parse(&response) else {
-        return;
+        return false;
     };
     exchange.upstream_status = Some(parsed.status);
     match rewrite {
-        Some(Fault::CutResponse) => return,
+        Some(Fault::CutResponse) => return false,
         Some(Fault::RewriteHeader { name, value }) => parsed.set_header(&name, &value),
         Some(Fault::RewriteBody(bytes)) => {
             parsed.set_header("Content-Length", &bytes.len().to_string());
@@ -580,6 +582,7 @@ fn run(
         exchange.status = Some(parsed.status);
     }
     let _ = client.flush();
+    false
 }
 
 /// Reads the request line and headers; returns the parsed head and the raw
