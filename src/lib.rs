@@ -4,15 +4,21 @@
 //! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
 
 pub mod archive;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod digest;
+pub mod download;
 pub mod error;
+pub mod extract;
 pub mod image;
 pub mod layout;
 pub mod progress;
+pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod save;
 pub mod scheduler;
 pub mod upload;
+pub mod verify;
