@@ -54,7 +54,7 @@ impl Downloader<'_> {
                 match self.fetch_rest(blob, &mut partial, &mut received) {
                     Ok(()) => {}
                     Err(e) if e.class == Class::Network => {
-                        partial.flush()?;
+                        partial.flush_to_file()?;
                         if partial.len() > before {
                             failures = 0;
                         }
@@ -81,7 +81,7 @@ impl Downloader<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            match self.cache.commit_blob(partial, &blob.digest) {
+            match self.cache.commit_blob(&mut partial, &blob.digest) {
                 Ok(()) => {
                     return Ok(Outcome::Downloaded {
                         received,
@@ -89,19 +89,18 @@ impl Downloader<'_> {
                     });
                 }
                 // Bytes kept from an earlier run may be what is wrong: fetch it all once.
-                Err((mut again, e)) if !fetched_whole_again => {
+                Err(e) if !fetched_whole_again => {
                     self.progress.note(&format!(
                         "{}: {}; downloading it again from the start",
                         blob.digest.short(),
                         e.message
                     ));
-                    self.progress.rewound(again.len());
-                    again.restart()?;
+                    self.progress.rewound(partial.len());
+                    partial.restart()?;
                     fetched_whole_again = true;
-                    partial = again;
                 }
-                Err((wrong, e)) => {
-                    wrong.discard();
+                Err(e) => {
+                    partial.discard();
                     return Err(Error::registry(format!(
                         "{} served corrupt content: {}",
                         self.repository.host(),

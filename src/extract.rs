@@ -167,7 +167,7 @@ fn copy_blobs(
             partial.discard();
             return Err(e);
         }
-        if let Err((partial, e)) = cache.commit_blob(partial, &blob.digest) {
+        if let Err(e) = cache.commit_blob(&mut partial, &blob.digest) {
             partial.discard();
             return Err(Error::input(format!("the archive's {}", e.message))
                 .hint("the archive is damaged; save or copy it again"));

@@ -166,11 +166,7 @@ impl Cache {
     }
 
     /// Moves a finished partial blob into place (see [`PartialBlob::commit`]).
-    pub fn commit_blob(
-        &self,
-        partial: PartialBlob,
-        digest: &Digest,
-    ) -> Result<(), (PartialBlob, Error)> {
+    pub fn commit_blob(&self, partial: &mut PartialBlob, digest: &Digest) -> Result<()> {
         partial.commit(&self.blob_path(digest))
     }
 

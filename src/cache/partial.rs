@@ -22,7 +22,7 @@ pub fn partial_path(temp_dir: &Path, digest: &Digest) -> PathBuf {
 pub enum Begun {
     /// The blob is already in the cache (perhaps another process just finished it).
     Present,
-    Partial(PartialBlob),
+    Partial(Box<PartialBlob>),
 }
 
 pub struct PartialBlob {
@@ -71,12 +71,12 @@ impl PartialBlob {
                 let _ = fs::remove_file(&path);
                 return Ok(Begun::Present);
             }
-            return Ok(Begun::Partial(PartialBlob {
+            return Ok(Begun::Partial(Box::new(PartialBlob {
                 path,
                 writer: BufWriter::with_capacity(1 << 20, file),
                 hasher: Hasher::new(),
                 blob: blob.clone(),
-            }));
+            })));
         }
     }
 
@@ -139,7 +139,7 @@ impl PartialBlob {
     }
 
     /// Flushes what was received, so an interruption loses nothing already read.
-    pub fn flush(&mut self) -> Result<()> {
+    pub fn flush_to_file(&mut self) -> Result<()> {
         self.writer
             .flush()
             .map_err(|e| io_error("write", &self.path, e))
@@ -147,35 +147,28 @@ impl PartialBlob {
 
     /// Checks size and digest and moves the blob into the cache at `destination`. On a
     /// mismatch the partial file stays for the caller to restart or discard.
-    pub fn commit(mut self, destination: &Path) -> Result<(), (PartialBlob, Error)> {
-        if let Err(e) = self.flush() {
-            return Err((self, e));
-        }
+    pub fn commit(&mut self, destination: &Path) -> Result<()> {
+        self.flush_to_file()?;
         let actual = self.hasher.digest();
         if self.hasher.position() != self.blob.size {
-            let error = Error::input(format!(
+            return Err(Error::input(format!(
                 "blob {} has {} bytes, expected {}",
                 self.blob.digest,
                 self.hasher.position(),
                 self.blob.size
-            ));
-            return Err((self, error));
+            )));
         }
         if actual != self.blob.digest {
-            let error = Error::input(format!(
+            return Err(Error::input(format!(
                 "blob {} arrived with content that hashes to {actual}",
                 self.blob.digest
-            ));
-            return Err((self, error));
+            )));
         }
-        if let Err(e) = self.writer.get_ref().sync_all() {
-            let error = io_error("write", &self.path, e);
-            return Err((self, error));
-        }
-        if let Err(e) = fs::rename(&self.path, destination) {
-            let error = io_error("write", destination, e);
-            return Err((self, error));
-        }
+        self.writer
+            .get_ref()
+            .sync_all()
+            .map_err(|e| io_error("write", &self.path, e))?;
+        fs::rename(&self.path, destination).map_err(|e| io_error("write", destination, e))?;
         super::files::sync_parent(destination);
         Ok(())
     }
@@ -224,7 +217,7 @@ mod tests {
         }
     }
 
-    fn begin(dir: &Path, blob: &Blob) -> PartialBlob {
+    fn begin(dir: &Path, blob: &Blob) -> Box<PartialBlob> {
         match PartialBlob::begin(dir, blob, &|| false, &|| {}).unwrap() {
             Begun::Partial(p) => p,
             Begun::Present => panic!("not present"),
@@ -238,14 +231,14 @@ mod tests {
         let blob = blob(content);
         let mut first = begin(dir.path(), &blob);
         first.write_all(&content[..6]).unwrap();
-        first.flush().unwrap();
+        first.flush_to_file().unwrap();
         drop(first);
 
         let mut second = begin(dir.path(), &blob);
         assert_eq!(second.resume().unwrap(), 6);
         second.write_all(&content[6..]).unwrap();
         let destination = dir.path().join("blob");
-        second.commit(&destination).map_err(|(_, e)| e).unwrap();
+        second.commit(&destination).unwrap();
         assert_eq!(fs::read(&destination).unwrap(), content);
         assert!(!partial_path(dir.path(), &blob.digest).exists());
     }
@@ -257,7 +250,7 @@ mod tests {
         let mut partial = begin(dir.path(), &blob);
         partial.write_all(b"wrong").unwrap();
         let destination = dir.path().join("blob");
-        let (partial, error) = partial.commit(&destination).err().unwrap();
+        let error = partial.commit(&destination).unwrap_err();
         assert!(error.message.contains("hashes to"), "{error}");
         assert!(!destination.exists());
         partial.discard();

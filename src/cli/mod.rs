@@ -4,7 +4,13 @@
 
 use argh::FromArgs;
 
+mod clean;
+mod extract;
+mod list;
+mod pull;
 mod push;
+mod save;
+mod verify;
 
 use crate::error::{Error, Result};
 
@@ -21,9 +27,21 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Push(PushArgs),
+    Pull(PullArgs),
+    Extract(ExtractArgs),
+    List(ListArgs),
+    Clean(CleanArgs),
+    Save(SaveArgs),
+    Verify(VerifyArgs),
 }
 
+pub use clean::CleanArgs;
+pub use extract::ExtractArgs;
+pub use list::ListArgs;
+pub use pull::PullArgs;
 pub use push::PushArgs;
+pub use save::SaveArgs;
+pub use verify::VerifyArgs;
 
 /// Parses byte sizes like `1073741824`, `512M`, `1G`, `64MiB`.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -57,6 +75,12 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 fn canonical_subcommand(name: &str) -> Option<&'static str> {
     match name {
         "push" | "ps" => Some("push"),
+        "pull" | "p" => Some("pull"),
+        "extract" | "e" => Some("extract"),
+        "list" | "l" | "ls" => Some("list"),
+        "clean" | "c" => Some("clean"),
+        "save" => Some("save"),
+        "verify" => Some("verify"),
         _ => None,
     }
 }
@@ -104,6 +128,14 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The cache directory: the flag, else `DOCKER_PUSHER_CACHE_DIR`, else `.cache`.
+pub fn cache_dir_setting(flag: Option<&str>, env: Env) -> std::path::PathBuf {
+    flag.map(str::to_string)
+        .or_else(|| env(crate::cache::ENV_DIR))
+        .unwrap_or_else(|| crate::cache::DEFAULT_DIR.to_string())
+        .into()
 }
 
 /// A numeric setting: the flag, else the environment variable, else the default.
@@ -202,6 +234,34 @@ mod tests {
             normalize_args(&strings(&["pull", "x"])),
             strings(&["pull", "x"])
         );
+        for (alias, name) in [
+            ("p", "pull"),
+            ("e", "extract"),
+            ("l", "list"),
+            ("ls", "list"),
+            ("c", "clean"),
+        ] {
+            assert_eq!(normalize_args(&strings(&[alias]))[0], name);
+        }
+    }
+
+    #[test]
+    fn cache_dir_comes_from_flag_then_environment_then_default() {
+        let env =
+            |name: &str| (name == "DOCKER_PUSHER_CACHE_DIR").then(|| "/env/cache".to_string());
+        let none = |_: &str| None;
+        assert_eq!(
+            cache_dir_setting(Some("/flag"), &env),
+            std::path::PathBuf::from("/flag")
+        );
+        assert_eq!(
+            cache_dir_setting(None, &env),
+            std::path::PathBuf::from("/env/cache")
+        );
+        assert_eq!(
+            cache_dir_setting(None, &none),
+            std::path::PathBuf::from(".cache")
+        );
     }
 
     #[test]
@@ -253,7 +313,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let Command::Push(push) = cli.command;
+        let Command::Push(push) = cli.command else {
+            panic!("push parses as push");
+        };
         assert_eq!(push.timeout, Some(5));
         assert_eq!(push.chunk_size, Some(8 << 20));
         assert_eq!(push.ca_cert.len(), 2);

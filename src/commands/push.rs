@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::{Connection, DEFAULT_TIMEOUT_SECONDS, parse_target, verbosity};
 use crate::archive::Archive;
+use crate::cache::Cache;
+use crate::cache::files::{Lock, LockMode};
 use crate::cli::{self, Env, PushArgs};
 use crate::error::{Error, Result};
+use crate::image::{Artifact, BlobSource};
 use crate::progress::Reporter;
 use crate::push::{self, PushOptions};
 use crate::registry::transport::RetryPolicy;
@@ -76,16 +79,17 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     };
 
     let path = Path::new(&args.source);
-    if !path.exists() {
-        return Err(Error::input(format!("{} does not exist", path.display()))
-            .hint("check the --source path"));
-    }
-    let mut archive = Archive::open(path)?;
-    let artifact = archive.select(args.source_tag.as_deref(), target.tag())?;
+    let cache = Cache::new(cli::cache_dir_setting(args.cache_dir.as_deref(), env));
+    let source = if path.exists() {
+        Source::archive(path, args.source_tag.as_deref(), target.tag())?
+    } else {
+        Source::cached(&cache, &args.source, &reporter)?
+    };
+    let artifact = &source.artifact;
     reporter.info(&format!(
         "pushing {} ({}, {} blobs, {}) to {target}",
-        path.display(),
-        archive.format().describe(),
+        source.label,
+        source.kind,
         artifact.blobs.len(),
         crate::progress::human_bytes(artifact.total_blob_bytes())
     ));
@@ -94,8 +98,8 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     }
     let repository = connection.open(&target, env, &reporter, "pull,push")?;
     let report = push::push(
-        &artifact,
-        &archive,
+        artifact,
+        source.blobs.as_ref(),
         &repository,
         &target,
         &options,
@@ -110,4 +114,55 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
         reporter.result(&push::result_line(&target, &report));
     }
     Ok(())
+}
+
+/// What push reads: an archive file, or an image in the cache (held under the shared cache
+/// lock, so a concurrent `clean` cannot remove its blobs mid-push).
+struct Source {
+    artifact: Artifact,
+    blobs: Box<dyn BlobSource>,
+    label: String,
+    kind: &'static str,
+    _lock: Option<Lock>,
+}
+
+impl Source {
+    fn archive(path: &Path, source_tag: Option<&str>, target_tag: Option<&str>) -> Result<Source> {
+        let mut archive = Archive::open(path)?;
+        let artifact = archive.select(source_tag, target_tag)?;
+        Ok(Source {
+            artifact,
+            kind: archive.format().describe(),
+            label: path.display().to_string(),
+            blobs: Box::new(archive),
+            _lock: None,
+        })
+    }
+
+    fn cached(cache: &Cache, name: &str, reporter: &Reporter) -> Result<Source> {
+        let lock = cache.lock(LockMode::Shared, &|| {
+            reporter.info("waiting for another process cleaning the cache")
+        })?;
+        let index = cache.read_index()?;
+        let found = index.find_one(name, cache.root()).map_err(|e| {
+            if index.find(name).is_empty() {
+                Error::input(format!(
+                    "{name} is neither a file nor an image in the cache {}",
+                    cache.root().display()
+                ))
+                .hint("check the --source path, or pull or extract the image into the cache first")
+            } else {
+                e
+            }
+        })?;
+        let entry = &index.manifests[found];
+        let artifact = cache.artifact(entry)?;
+        Ok(Source {
+            artifact,
+            kind: "cached image",
+            label: entry.label(),
+            blobs: Box::new(Cache::new(cache.root())),
+            _lock: Some(lock),
+        })
+    }
 }
