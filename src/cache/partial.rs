@@ -73,7 +73,8 @@ impl PartialBlob {
             }
             return Ok(Begun::Partial(Box::new(PartialBlob {
                 path,
-                writer: BufWriter::with_capacity(1 << 20, file),
+                // Small, so a killed process loses little of what it had received.
+                writer: BufWriter::with_capacity(1 << 16, file),
                 hasher: Hasher::new(),
                 blob: blob.clone(),
             })));
