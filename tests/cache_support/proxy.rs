@@ -309,8 +309,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// `/storage/<digest>` and records whether each request carried credentials.
 pub struct Storage {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
+
+/// A request storage received: its path and `Authorization` header.
+pub type Seen = (String, Option<String>);
 
 impl Storage {
     pub fn start(blobs: HashMap<String, Vec<u8>>) -> Storage {
@@ -365,7 +368,7 @@ impl Storage {
     }
 
     /// `(path, Authorization header)` of every request.
-    pub fn seen(&self) -> Vec<(String, Option<String>)> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
