@@ -532,3 +532,65 @@ fn two_pulls_into_one_cache_at_once_both_land() {
         run_ok(&["clean", "--cache-dir", cache_arg]);
     }
 }
+
+#[test]
+fn clean_waits_for_a_running_pull_instead_of_collecting_its_blobs() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    let image = big_image();
+    upload_image(&client, "big/app", "1", &image);
+    let other = small_image(8);
+    upload_image(&client, "team/other", "1", &other);
+    let proxy = Proxy::start(&registry.host());
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let other_reference = format!("{}/team/other:1", proxy.host());
+    run_ok(&[
+        "pull",
+        "-i",
+        &other_reference,
+        "--insecure",
+        "--cache-dir",
+        cache_arg,
+    ]);
+
+    // A pull stalls mid-layer with its config already stored but not yet listed: exactly
+    // what an unlocked garbage collection would delete.
+    proxy.set_faults(Faults {
+        target: Some(image.layers[0].digest.clone()),
+        stall_after: Some(100_000),
+        ..Faults::default()
+    });
+    let reference = format!("{}/big/app:1", proxy.host());
+    let mut pull = spawn(&[
+        "pull",
+        "-i",
+        &reference,
+        "--insecure",
+        "--cache-dir",
+        cache_arg,
+    ]);
+    while !blob_path(&cache, &image.config_digest).exists() {
+        assert!(pull.try_wait().unwrap().is_none(), "the pull ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut clean = spawn(&["clean", "--cache-dir", cache_arg, &other_reference]);
+    let stderr = clean.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("waiting for other processes"), "{first}");
+    assert!(blob_path(&cache, &image.config_digest).exists());
+
+    proxy.set_faults(Faults::default());
+    proxy.release();
+    let pulled = finish(pull.wait_with_output().unwrap());
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    assert_eq!(clean.wait().unwrap().code(), Some(0));
+    let names: Vec<String> = cached_names(&cache).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, [reference]);
+    for digest in image_digests(&image) {
+        assert_cached(&cache, &digest);
+    }
+    run_ok(&["verify", "--cache-dir", cache_arg]);
+}
