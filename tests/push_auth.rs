@@ -51,7 +51,13 @@ fn tls_registry_is_trusted_with_ca_cert() {
     let client = RegistryClient::new(&registry);
     let digest = verify_target(&client, "tls/app", "1", &expected);
     assert_eq!(run.pushed().1, digest);
-    skopeo_verify(&registry, &SkopeoAccess::new(&registry), "tls/app:1", &digest, false);
+    skopeo_verify(
+        &registry,
+        &SkopeoAccess::new(&registry),
+        "tls/app:1",
+        &digest,
+        false,
+    );
 
     // A bare reference means HTTPS too.
     let run = pusher()
@@ -63,7 +69,10 @@ fn tls_registry_is_trusted_with_ca_cert() {
         .arg(ca)
         .run()
         .success();
-    assert_eq!(run.pushed().1, verify_target(&client, "tls/bare", "2", &expected));
+    assert_eq!(
+        run.pushed().1,
+        verify_target(&client, "tls/bare", "2", &expected)
+    );
 }
 
 #[test]
@@ -80,7 +89,10 @@ fn tls_registry_with_an_unknown_ca_fails_with_a_hint_and_uploads_nothing() {
         .failure(5);
     let error = run.stderr.lines().last().unwrap_or_default();
     assert!(error.contains("--ca-cert"), "hint names the fix\n{run}");
-    assert!(!error.contains("does not speak TLS"), "it does speak TLS\n{run}");
+    assert!(
+        !error.contains("does not speak TLS"),
+        "it does speak TLS\n{run}"
+    );
     assert!(stored_blobs(&registry).is_empty());
 }
 
@@ -154,10 +166,17 @@ fn plain_http_registry_needs_http_scheme_or_insecure() {
 
 #[test]
 fn htpasswd_registry_takes_basic_credentials() {
-    let registry = TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
+    let registry =
+        TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
     let dir = common::workspace_tmp();
     let (file, expected) = archive(&dir, 5, &[10_000, 2_000]);
-    let run = push(&registry, &file, "basic/app:1", &["-u", "bob", "-p", "bob-pw"]).success();
+    let run = push(
+        &registry,
+        &file,
+        "basic/app:1",
+        &["-u", "bob", "-p", "bob-pw"],
+    )
+    .success();
     assert!(
         !run.stdout.contains("bob-pw") && !run.stderr.contains("bob-pw"),
         "the password is never printed\n{run}"
@@ -176,10 +195,21 @@ fn htpasswd_registry_takes_basic_credentials() {
 
 #[test]
 fn htpasswd_wrong_password_is_an_auth_error() {
-    let registry = TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
+    let registry =
+        TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
     let dir = common::workspace_tmp();
     let (file, _) = archive(&dir, 6, &[3_000]);
-    let run = push(&registry, &file, "basic/app:1", &["-u", "bob", "-p", "wrong-pw"]).failure(4);
+    let run = push(
+        &registry,
+        &file,
+        "basic/app:1",
+        &["-u", "bob", "-p", "wrong-pw", "-v"],
+    )
+    .failure(4);
+    assert!(
+        !run.stderr.contains("[http] HEAD") && !run.stderr.contains("[http] POST"),
+        "found out at the API check, before touching any blob\n{run}"
+    );
     assert!(
         run.stderr.contains("bob") && !run.stderr.contains("wrong-pw"),
         "names the user, never the password\n{run}"
@@ -192,7 +222,10 @@ fn htpasswd_wrong_password_is_an_auth_error() {
     assert!(stored_blobs(&registry).is_empty());
 
     let run = push(&registry, &file, "basic/app:1", &[]).failure(4);
-    assert!(run.stderr.contains("-u"), "says how to give credentials\n{run}");
+    assert!(
+        run.stderr.contains("-u"),
+        "says how to give credentials\n{run}"
+    );
 }
 
 // ---------------------------------------------------------------- token auth
@@ -207,9 +240,28 @@ fn token_auth_push_shares_one_token_across_workers() {
         &registry,
         &file,
         "tok/app:1",
-        &["-u", "alice", "-p", "alice-pw", "--max-concurrent", "4"],
+        &[
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+            "--max-concurrent",
+            "4",
+            "-v",
+        ],
     )
     .success();
+    assert!(
+        run.stderr.contains("[http] PUT"),
+        "the request log is on\n{run}"
+    );
+    // JWTs start with base64 of `{"`: no token, password or header in the log.
+    for secret in ["eyJ", "alice-pw", "Bearer", "Basic "] {
+        assert!(
+            !run.stderr.contains(secret),
+            "{secret} in the output\n{run}"
+        );
+    }
     // Read before anything else asks the token server.
     let by_pusher = registry.token_server().unwrap().request_log();
     // 12 blobs (config + 11 layers) and a manifest, four workers: a token per request or
@@ -241,10 +293,23 @@ fn token_auth_wrong_password_is_an_auth_error() {
     let registry = token_registry(300);
     let dir = common::workspace_tmp();
     let (file, _) = archive(&dir, 8, &[3_000]);
-    let run = push(&registry, &file, "tok/app:1", &["-u", "alice", "-p", "nope"]).failure(4);
-    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let run = push(
+        &registry,
+        &file,
+        "tok/app:1",
+        &["-u", "alice", "-p", "nope"],
+    )
+    .failure(4);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line\n{run}");
-    assert!(errors[0].contains("alice") && errors[0].contains("rejected"), "{run}");
+    assert!(
+        errors[0].contains("alice") && errors[0].contains("rejected"),
+        "{run}"
+    );
     assert!(!run.stderr.contains("nope"), "{run}");
     assert!(stored_blobs(&registry).is_empty());
 }
@@ -285,6 +350,22 @@ fn anonymous_push_to_a_token_registry_asks_for_credentials() {
     );
 }
 
+#[test]
+fn anonymous_tokens_suffice_where_the_registry_grants_anonymous_push() {
+    let opts = TokenOptions::new().grant(Grant::anonymous("open/*", &["pull", "push"]));
+    let registry = TestRegistry::start(RegistryOptions::plain().auth(Auth::Token(opts)));
+    let dir = common::workspace_tmp();
+    let (file, expected) = archive(&dir, 12, &[3_000, 1_000]);
+    let run = push(&registry, &file, "open/app:1", &[]).success();
+    let log = registry.token_server().unwrap().request_log();
+    assert!(
+        log.iter().all(|r| r.account.is_none() && r.status == 200),
+        "{log:?}"
+    );
+    let digest = verify_target(&RegistryClient::new(&registry), "open/app", "1", &expected);
+    assert_eq!(run.pushed().1, digest);
+}
+
 /// The registry refuses a token the pusher still holds (here: one upload PUT answered
 /// with the registry's own `invalid_token` challenge): the pusher fetches a new token and
 /// carries on, and the image lands intact.
@@ -293,7 +374,9 @@ fn token_refused_mid_push_is_renewed_and_the_push_completes() {
     let registry = token_registry(300);
     let dir = common::workspace_tmp();
     let (file, expected) = archive(&dir, 11, &[9_000, 4_000, 1_000]);
-    let ping = RegistryClient::new(&registry).raw("GET", "/v2/", None).unwrap();
+    let ping = RegistryClient::new(&registry)
+        .raw("GET", "/v2/", None)
+        .unwrap();
     let challenge = format!(
         "{},scope=\"repository:tok/app:pull,push\",error=\"invalid_token\"",
         ping.header("www-authenticate").unwrap()
@@ -312,7 +395,11 @@ fn token_refused_mid_push_is_renewed_and_the_push_completes() {
     let by_pusher = registry.token_server().unwrap().request_log();
     let for_push = by_pusher
         .iter()
-        .filter(|r| r.scopes.iter().any(|s| s.starts_with("repository:tok/app:")))
+        .filter(|r| {
+            r.scopes
+                .iter()
+                .any(|s| s.starts_with("repository:tok/app:"))
+        })
         .count();
     assert_eq!(for_push, 2, "one token, then one renewal: {by_pusher:?}");
     let client = RegistryClient::with_credentials(&registry, "alice", "alice-pw");

@@ -56,9 +56,16 @@ impl Setup {
         let (name, digest, size) = run.pushed();
         assert_eq!(name, tag, "result line names the tag\n{run}");
         let served = verify_target(&self.client, repo, tag, expected);
-        assert_eq!(digest, served, "result line digest is what the registry serves");
+        assert_eq!(
+            digest, served,
+            "result line digest is what the registry serves"
+        );
         let (body, _) = fetch_manifest(&self.client, repo, tag);
-        assert_eq!(size, body.len() as u64, "result line size is the manifest's");
+        assert_eq!(
+            size,
+            body.len() as u64,
+            "result line size is the manifest's"
+        );
         digest
     }
 
@@ -115,9 +122,21 @@ fn legacy_docker_save_with_a_shared_layer_symlink_pushes_both_images() {
         &[(solo, vec!["solo:1".into()]), (duo, vec!["duo:1".into()])],
     )
     .unwrap();
-    s.push_and_verify(&archive, "shared/solo", "1", &exp.targets[0], &["--source-tag", "solo:1"]);
+    s.push_and_verify(
+        &archive,
+        "shared/solo",
+        "1",
+        &exp.targets[0],
+        &["--source-tag", "solo:1"],
+    );
     // duo's first layer.tar is a symlink to solo's copy.
-    s.push_and_verify(&archive, "shared/duo", "1", &exp.targets[1], &["--source-tag", "duo:1"]);
+    s.push_and_verify(
+        &archive,
+        "shared/duo",
+        "1",
+        &exp.targets[1],
+        &["--source-tag", "duo:1"],
+    );
 }
 
 #[test]
@@ -127,7 +146,10 @@ fn docker25_save_keeps_the_stored_oci_manifest_digest() {
     let archive = s.path("d25.tar");
     let exp = write_docker25(
         &archive,
-        &[(img, vec!["web:1".into(), "registry.example:5000/web:stable".into()])],
+        &[(
+            img,
+            vec!["web:1".into(), "registry.example:5000/web:stable".into()],
+        )],
     )
     .unwrap();
     let target = &exp.targets[0];
@@ -191,6 +213,35 @@ fn oci_archive_index_is_pushed_whole_and_serves_the_same_index_digest() {
     }
 }
 
+/// Reading a blob from the middle of a whole-gzipped archive (chunk N of a layer) while
+/// other workers read other blobs must still give the exact bytes.
+#[test]
+fn gzipped_archives_stream_chunks_to_parallel_workers() {
+    let s = setup();
+    let parallel_chunks = [
+        "--max-concurrent",
+        "4",
+        "--large-layer-threshold",
+        "1K",
+        "--chunk-size",
+        "1500",
+    ];
+    let d25 = s.path("d25.tar");
+    let exp = write_docker25(
+        &d25,
+        &[(image(60, &[30_000, 12_000, 9_000, 2_000], false), vec![])],
+    )
+    .unwrap();
+    let gz = &s.with_gzip(&d25)[1].1;
+    s.push_and_verify(gz, "gzchunks/d25", "1", &exp.targets[0], &parallel_chunks);
+
+    let oci = s.path("oci.tar");
+    let exp = write_oci_archive(&oci, &[(OciEntry::Index(platforms(61)), "m")]).unwrap();
+    let gz = &s.with_gzip(&oci)[1].1;
+    let digest = s.push_and_verify(gz, "gzchunks/oci", "m", &exp.targets[0], &parallel_chunks);
+    assert_eq!(Some(&digest), exp.targets[0].digest.as_ref());
+}
+
 #[test]
 fn ggcr_tarball_pushes_gzip_layers_with_the_docker_gzip_type() {
     let s = setup();
@@ -248,6 +299,29 @@ fn skopeo_written_oci_archive_keeps_its_digest() {
     }
 }
 
+#[test]
+fn skopeo_written_oci_archive_of_an_index_is_pushed_whole() {
+    require_skopeo();
+    let s = setup();
+    let layout = s.path("layout");
+    let lexp = write_oci_layout_dir(&layout, &[(OciEntry::Index(platforms(8)), "src")]).unwrap();
+    let archive = s.path("skopeo-index.tar");
+    skopeo_copy_refs(
+        &format!("oci:{}:src", layout.display()),
+        &format!("oci-archive:{}:multi", archive.display()),
+        true,
+    )
+    .unwrap();
+    let target = &lexp.targets[0];
+    let digest = s.push_and_verify(&archive, "skopeo-index/app", "multi", target, &[]);
+    assert_eq!(
+        Some(&digest),
+        target.digest.as_ref(),
+        "skopeo kept the index digest"
+    );
+    s.skopeo("skopeo-index/app:multi", &digest, true);
+}
+
 /// Docker's containerd image store saves a pulled multi-platform image as its index plus
 /// only the host platform's content. The registry (distribution 2.8 checks an index's
 /// children exist) cannot take the index, so the policy is: push the platform that is
@@ -279,7 +353,11 @@ fn containerd_store_with_only_the_host_platform_pushes_that_platform_and_warns()
         let (_, digest, _) = run.pushed();
         let served = verify_manifest(&s.client, &repo, "1.27", host);
         assert_eq!(digest, served);
-        assert_eq!(Some(&digest), host.digest.as_ref(), "the host manifest's own digest");
+        assert_eq!(
+            Some(&digest),
+            host.digest.as_ref(),
+            "the host manifest's own digest"
+        );
         s.skopeo(&format!("{repo}:1.27"), &digest, false);
     }
 }
@@ -310,20 +388,16 @@ fn containerd_store_local_build_with_attestation_pushes_the_whole_index() {
 }
 
 #[test]
-fn containerd_store_with_all_platforms_but_no_attestations_pushes_an_index_of_the_present_ones()
-{
+fn containerd_store_with_all_platforms_but_no_attestations_pushes_an_index_of_the_present_ones() {
     let s = setup();
     let opts = ContainerdOpts {
         others_present: true,
         ..ContainerdOpts::default()
     };
     let archive = s.path("c8d-all.tar");
-    let exp = write_docker_containerd_store(
-        &archive,
-        &[(platforms(22), vec!["multi:1".into()])],
-        &opts,
-    )
-    .unwrap();
+    let exp =
+        write_docker_containerd_store(&archive, &[(platforms(22), vec!["multi:1".into()])], &opts)
+            .unwrap();
     let target = &exp.targets[0];
     assert_eq!(target.manifests.len(), 3);
     assert_eq!(target.absent_manifests.len(), 3, "the attestations");
@@ -351,8 +425,14 @@ fn two_image_legacy(s: &Setup) -> (PathBuf, Expected) {
     let exp = write_docker_legacy(
         &archive,
         &[
-            (image(30, &[5_000], false), vec!["alpha:1".into(), "alpha:latest".into()]),
-            (image(31, &[6_000], false), vec!["example.com/team/beta:2".into()]),
+            (
+                image(30, &[5_000], false),
+                vec!["alpha:1".into(), "alpha:latest".into()],
+            ),
+            (
+                image(31, &[6_000], false),
+                vec!["example.com/team/beta:2".into()],
+            ),
         ],
     )
     .unwrap();
@@ -363,7 +443,13 @@ fn two_image_legacy(s: &Setup) -> (PathBuf, Expected) {
 fn multi_image_archive_is_selected_with_source_tag() {
     let s = setup();
     let (archive, exp) = two_image_legacy(&s);
-    s.push_and_verify(&archive, "pick/one", "x", &exp.targets[0], &["--source-tag", "alpha:1"]);
+    s.push_and_verify(
+        &archive,
+        "pick/one",
+        "x",
+        &exp.targets[0],
+        &["--source-tag", "alpha:1"],
+    );
     s.push_and_verify(
         &archive,
         "pick/two",
@@ -382,6 +468,15 @@ fn multi_image_archive_is_selected_by_the_target_tag() {
 }
 
 #[test]
+fn target_without_a_tag_selects_the_latest_image() {
+    let s = setup();
+    let (archive, exp) = two_image_legacy(&s);
+    let run = push(&s.registry, &archive, "implicit/app", &[]).success();
+    assert_eq!(run.pushed().0, "latest");
+    verify_target(&s.client, "implicit/app", "latest", &exp.targets[0]);
+}
+
+#[test]
 fn ambiguous_multi_image_archive_lists_the_choices_and_pushes_nothing() {
     let s = setup();
     let (archive, _) = two_image_legacy(&s);
@@ -392,8 +487,17 @@ fn ambiguous_multi_image_archive_lists_the_choices_and_pushes_nothing() {
     assert!(run.stdout.is_empty(), "{run}");
     assert!(stored_blobs(&s.registry).is_empty(), "nothing uploaded");
 
-    let run = push(&s.registry, &archive, "amb/app:x", &["--source-tag", "gamma:9"]).failure(2);
-    assert!(run.stderr.contains("gamma:9") && run.stderr.contains("alpha:1"), "{run}");
+    let run = push(
+        &s.registry,
+        &archive,
+        "amb/app:x",
+        &["--source-tag", "gamma:9"],
+    )
+    .failure(2);
+    assert!(
+        run.stderr.contains("gamma:9") && run.stderr.contains("alpha:1"),
+        "{run}"
+    );
 }
 
 #[test]
@@ -409,7 +513,13 @@ fn multi_image_docker25_and_oci_archives_select_by_tag() {
     )
     .unwrap();
     s.push_and_verify(&d25, "d25sel/x", "b", &exp.targets[1], &[]);
-    s.push_and_verify(&d25, "d25sel/y", "latest", &exp.targets[0], &["--source-tag", "one:a"]);
+    s.push_and_verify(
+        &d25,
+        "d25sel/y",
+        "latest",
+        &exp.targets[0],
+        &["--source-tag", "one:a"],
+    );
 
     let oci = s.path("oci-two.tar");
     let exp = write_oci_archive(
@@ -421,7 +531,37 @@ fn multi_image_docker25_and_oci_archives_select_by_tag() {
     )
     .unwrap();
     s.push_and_verify(&oci, "ocisel/x", "v1", &exp.targets[0], &[]);
-    s.push_and_verify(&oci, "ocisel/y", "latest", &exp.targets[1], &["--source-tag", "multi"]);
+    s.push_and_verify(
+        &oci,
+        "ocisel/y",
+        "latest",
+        &exp.targets[1],
+        &["--source-tag", "multi"],
+    );
     let run = push(&s.registry, &oci, "ocisel/z:other", &[]).failure(2);
-    assert!(run.stderr.contains("v1") && run.stderr.contains("multi"), "{run}");
+    assert!(
+        run.stderr.contains("v1") && run.stderr.contains("multi"),
+        "{run}"
+    );
+}
+
+#[test]
+fn zero_byte_layer_is_pushed() {
+    let s = setup();
+    let layers = vec![
+        TestLayer::from_tar(Vec::new(), false),
+        TestLayer::new(70, 3_000, false),
+    ];
+    let img = TestImage::from_layers(70, layers, ("linux", "amd64"));
+    let archive = s.path("empty-layer.tar");
+    let exp = write_oci_archive(&archive, &[(OciEntry::Image(img), "e")]).unwrap();
+    assert_eq!(exp.targets[0].manifests[0].layers[0].size, 0);
+    s.push_and_verify(&archive, "empty/oci", "e", &exp.targets[0], &[]);
+    s.push_and_verify(
+        &archive,
+        "empty/chunked",
+        "e",
+        &exp.targets[0],
+        &["--large-layer-threshold", "1", "--chunk-size", "1000"],
+    );
 }

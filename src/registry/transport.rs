@@ -304,6 +304,17 @@ impl Transport {
                         self.host
                     )));
                 }
+                // `send` already answered the Basic challenge with our credentials; a
+                // second 401 is the registry refusing them. Say so now, before any upload.
+                if challenge == Some(Challenge::Basic)
+                    && let Some(user) = self.auth.username()
+                {
+                    return Err(Error::auth(format!(
+                        "{} rejected the credentials for user \"{user}\"",
+                        self.host
+                    ))
+                    .hint("check the username and password (or token)"));
+                }
                 self.auth.set_challenge(challenge);
                 Ok(())
             }
@@ -562,11 +573,12 @@ impl Transport {
             }
             403 => Error::auth(format!("{what}: access denied ({detail})"))
                 .hint("the account lacks permission for this repository"),
-            404 if code.as_deref() == Some("NAME_UNKNOWN") => {
-                Error::registry(format!("{what}: repository not found ({detail})"))
-                    .hint("check the repository name; some registries need the repository created first")
-            }
-            429 => Error::registry(format!("{what}: rate limited ({detail})")).hint("wait and try again"),
+            404 if code.as_deref() == Some("NAME_UNKNOWN") => Error::registry(format!(
+                "{what}: repository not found ({detail})"
+            ))
+            .hint("check the repository name; some registries need the repository created first"),
+            429 => Error::registry(format!("{what}: rate limited ({detail})"))
+                .hint("wait and try again"),
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         }
     }

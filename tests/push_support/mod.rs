@@ -181,7 +181,9 @@ impl Pusher {
         if let (Some(text), Some(mut stdin)) = (&self.stdin, child.stdin.take()) {
             stdin.write_all(text.as_bytes()).expect("write stdin");
         }
-        let output = child.wait_with_output().expect("wait for docker-image-pusher");
+        let output = child
+            .wait_with_output()
+            .expect("wait for docker-image-pusher");
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -305,7 +307,10 @@ pub fn verify_target(
         .map(|d| d["digest"].as_str().unwrap_or_default().to_string())
         .collect();
     for child in &expected.manifests {
-        let child_digest = child.digest.as_deref().expect("index children have digests");
+        let child_digest = child
+            .digest
+            .as_deref()
+            .expect("index children have digests");
         assert!(
             listed.iter().any(|d| d == child_digest),
             "index lists {child_digest}"
@@ -332,7 +337,11 @@ pub fn stored_blobs(registry: &TestRegistry) -> Vec<String> {
         return out;
     };
     for prefix in prefixes.flatten() {
-        for blob in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+        for blob in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if blob.path().join("data").is_file() {
                 out.push(format!("sha256:{}", blob.file_name().to_string_lossy()));
             }
@@ -461,7 +470,12 @@ pub fn skopeo_copy_out(
     if all {
         command.arg("--all");
     }
-    command.args(access.tls_args.iter().map(|a| a.replacen("--", "--src-", 1)));
+    command.args(
+        access
+            .tls_args
+            .iter()
+            .map(|a| a.replacen("--", "--src-", 1)),
+    );
     if let Some(creds) = &access.creds {
         command.arg("--src-creds").arg(creds);
     }
@@ -473,11 +487,20 @@ pub fn skopeo_copy_out(
 }
 
 /// Both skopeo checks for a pushed `image` (`repo:tag`) that must serve `digest`.
-pub fn skopeo_verify(registry: &TestRegistry, access: &SkopeoAccess, image: &str, digest: &str, all: bool) {
+pub fn skopeo_verify(
+    registry: &TestRegistry,
+    access: &SkopeoAccess,
+    image: &str,
+    digest: &str,
+    all: bool,
+) {
     require_skopeo();
     skopeo_inspect_digest(registry, access, image, digest);
     let copied = skopeo_copy_out(registry, access, image, all);
-    assert_eq!(copied, digest, "skopeo copy read the pushed manifest unchanged");
+    assert_eq!(
+        copied, digest,
+        "skopeo copy read the pushed manifest unchanged"
+    );
 }
 
 // ---------------------------------------------------------------- fixtures
