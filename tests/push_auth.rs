@@ -406,3 +406,62 @@ fn token_refused_mid_push_is_renewed_and_the_push_completes() {
     let digest = verify_target(&client, "tok/app", "1", &expected);
     assert_eq!(run.pushed().1, digest);
 }
+
+/// Everything at once: TLS, token auth, four workers, chunked uploads read from the
+/// middle of a gzipped archive, and a multi-platform index.
+#[test]
+fn tls_token_auth_chunked_parallel_push_of_a_gzipped_index() {
+    let opts = TokenOptions::new()
+        .user("alice", "alice-pw")
+        .grant(Grant::user("alice", "*", &["pull", "push"]));
+    let registry = TestRegistry::start(RegistryOptions::plain().tls(true).auth(Auth::Token(opts)));
+    let dir = common::workspace_tmp();
+    let tar = dir.path().join("index.tar");
+    let exp = write_oci_archive(&tar, &[(OciEntry::Index(platforms(13)), "all")]).unwrap();
+    let gz = dir.path().join("index.tar.gz");
+    gzip_file(&tar, &gz).unwrap();
+    let run = push(
+        &registry,
+        &gz,
+        "combo/app:all",
+        &[
+            "-u",
+            "alice",
+            "--password-stdin",
+            "--max-concurrent",
+            "4",
+            "--large-layer-threshold",
+            "2K",
+            "--chunk-size",
+            "1500",
+        ],
+    );
+    // `push` gives no stdin; run again the way a script would.
+    assert_eq!(
+        run.code, 2,
+        "--password-stdin with nothing on stdin is a usage error\n{run}"
+    );
+    let run = pusher()
+        .args(["push", "--source"])
+        .arg(&gz)
+        .arg("--target")
+        .arg(format!("{}/combo/app:all", registry.url()))
+        .arg("--ca-cert")
+        .arg(registry.ca_cert_path().unwrap())
+        .args(["-u", "alice", "--password-stdin", "--max-concurrent", "4"])
+        .args(["--large-layer-threshold", "2K", "--chunk-size", "1500"])
+        .stdin("alice-pw\n")
+        .run()
+        .success();
+    let client = RegistryClient::with_credentials(&registry, "alice", "alice-pw");
+    let digest = verify_target(&client, "combo/app", "all", &exp.targets[0]);
+    assert_eq!(Some(&digest), exp.targets[0].digest.as_ref());
+    assert_eq!(run.pushed().1, digest);
+    skopeo_verify(
+        &registry,
+        &SkopeoAccess::new(&registry).with_creds("alice", "alice-pw"),
+        "combo/app:all",
+        &digest,
+        true,
+    );
+}

@@ -207,7 +207,7 @@ fn json_summary_replaces_the_result_line() {
         .success();
     let summary: serde_json::Value =
         serde_json::from_str(run.stdout.trim()).expect("JSON on stdout");
-    let (_, served) = (0, verify_target(&client, "json/app", "1", &f.expected));
+    let served = verify_target(&client, "json/app", "1", &f.expected);
     assert_eq!(summary["digest"], served.as_str());
     assert_eq!(summary["blobs"], 3);
     assert_eq!(summary["blobs_uploaded"], 3);

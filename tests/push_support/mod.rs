@@ -8,7 +8,6 @@
 
 pub mod revoking_proxy;
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,8 +17,7 @@ use serde_json::Value;
 
 use crate::common::{RegistryClient, TestRegistry, sha256_digest};
 use crate::common_fixtures::{
-    BlobRef, DOCKER_MANIFEST, Expected, ExpectedManifest, ExpectedTarget, OCI_INDEX, OCI_MANIFEST,
-    Platform, TestImage,
+    BlobRef, DOCKER_MANIFEST, ExpectedManifest, ExpectedTarget, OCI_INDEX, OCI_MANIFEST, TestImage,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
@@ -320,13 +318,6 @@ pub fn verify_target(
     digest
 }
 
-/// The blobs a test image uploads (config, then layers), for tests that need them.
-pub fn image_blobs(img: &TestImage) -> Vec<String> {
-    std::iter::once(img.config_digest.clone())
-        .chain(img.layers.iter().map(|l| l.digest.clone()))
-        .collect()
-}
-
 /// Blob files the registry stores (`.../blobs/sha256/xx/<hex>/data`), by digest.
 pub fn stored_blobs(registry: &TestRegistry) -> Vec<String> {
     let root = registry
@@ -349,17 +340,6 @@ pub fn stored_blobs(registry: &TestRegistry) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-/// Every blob the expectation lists is in the registry under `repo`.
-pub fn assert_blobs_present(client: &RegistryClient, repo: &str, expected: &Expected) {
-    for blob in &expected.blobs {
-        assert!(
-            client.blob_exists(repo, &blob.digest),
-            "{repo} lacks blob {}",
-            blob.digest
-        );
-    }
 }
 
 // ---------------------------------------------------------------- skopeo
@@ -517,24 +497,4 @@ pub fn platforms(seed: u64) -> Vec<TestImage> {
         TestImage::new(seed + 1, &[3100], true, ("linux", "arm64")).with_variant("v8"),
         TestImage::new(seed + 2, &[3200], true, ("linux", "s390x")),
     ]
-}
-
-/// A platform that an expectation's manifest is for, as `os/arch[/variant]`.
-pub fn platform_label(p: &Option<Platform>) -> String {
-    match p {
-        Some(p) => match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        },
-        None => "-".into(),
-    }
-}
-
-/// Counts of each value, for asserting a set of digests without caring about order.
-pub fn counts(items: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
-    let mut map = BTreeMap::new();
-    for item in items {
-        *map.entry(item).or_insert(0) += 1;
-    }
-    map
 }
