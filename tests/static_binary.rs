@@ -10,7 +10,7 @@ mod common;
 mod common_fixtures;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::pki;
