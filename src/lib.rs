@@ -14,5 +14,6 @@ pub mod progress;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod scheduler;
 pub mod upload;

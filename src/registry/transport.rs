@@ -745,7 +745,12 @@ fn build_agent(host: &str, options: &TransportOptions) -> Result<ureq::Agent> {
         .timeout_send_request(timeout)
         .max_idle_connections_per_host(16)
         .build();
-    Ok(config.new_agent())
+    let connector = ureq::unversioned::transport::DefaultConnector::new();
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        crate::resolve::HostResolver::default(),
+    ))
 }
 
 fn is_loopback_host(host: &str) -> bool {
