@@ -344,11 +344,16 @@ fn containerd_store_with_only_the_host_platform_pushes_that_platform_and_warns()
     for (label, file) in s.with_gzip(&archive) {
         let repo = format!("c8d/{}", label.replace('.', "-"));
         let run = push(&s.registry, &file, &format!("{repo}:1.27"), &[]).success();
+        let warning = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("warning:"))
+            .unwrap_or_else(|| panic!("warns about the missing platforms\n{run}"));
         assert!(
-            run.stderr.contains("warning:")
-                && run.stderr.contains("linux/arm64")
-                && run.stderr.contains("linux/s390x"),
-            "warns about the missing platforms\n{run}"
+            warning.contains("platforms linux/arm64/v8, linux/s390x")
+                && warning.contains("3 build attestations")
+                && !warning.contains("unknown/unknown"),
+            "names the missing platforms, counts the attestations\n{run}"
         );
         let (_, digest, _) = run.pushed();
         let served = verify_manifest(&s.client, &repo, "1.27", host);
@@ -402,7 +407,11 @@ fn containerd_store_with_all_platforms_but_no_attestations_pushes_an_index_of_th
     assert_eq!(target.manifests.len(), 3);
     assert_eq!(target.absent_manifests.len(), 3, "the attestations");
     let run = push(&s.registry, &archive, "c8d/all:1", &[]).success();
-    assert!(run.stderr.contains("warning:"), "{run}");
+    assert!(
+        run.stderr
+            .contains("warning: the source lacks 3 build attestations of its index"),
+        "{run}"
+    );
     // A new index of the three platforms: its digest differs from the source's, but
     // each platform keeps its own.
     let reduced = ExpectedTarget {
