@@ -18,6 +18,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod save;
 pub mod scheduler;
 pub mod upload;

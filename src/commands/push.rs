@@ -80,8 +80,14 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
 
     let path = Path::new(&args.source);
     let cache = Cache::new(cli::cache_dir_setting(args.cache_dir.as_deref(), env));
+    // A target without a tag is pushed as `latest`, so `latest` is also the tag that
+    // picks the image from a multi-image archive; a digest target names no tag.
+    let target_tag = match target.digest() {
+        Some(_) => target.tag(),
+        None => Some(target.tag_or_latest()),
+    };
     let source = if path.exists() {
-        Source::archive(path, args.source_tag.as_deref(), target.tag())?
+        Source::archive(path, args.source_tag.as_deref(), target_tag)?
     } else {
         Source::cached(&cache, &args.source, &reporter)?
     };
