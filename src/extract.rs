@@ -12,7 +12,6 @@ use flate2::read::MultiGzDecoder;
 
 use crate::archive::Archive;
 use crate::cache::Cache;
-use crate::cache::files::LockMode;
 use crate::cache::index::{Entry, cache_name, now_rfc3339};
 use crate::cache::partial::{Begun, PartialBlob};
 use crate::digest::{Digest, Hasher};
@@ -85,10 +84,8 @@ pub fn extract(
         images.push((names, artifact));
     }
 
-    cache.create()?;
-    let _lock = cache.lock(LockMode::Shared, &|| {
-        reporter.info("waiting for another process cleaning the cache")
-    })?;
+    let _lock = cache
+        .open_for_adding(&|| reporter.info("waiting for another process cleaning the cache"))?;
     let mut report = ExtractReport::default();
     copy_blobs(archive, cache, &images, reporter, &mut report)?;
 

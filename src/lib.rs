@@ -2,6 +2,11 @@
 //!
 //! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
 //! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
+//!
+//! Into the cache (`cache`, an OCI image layout): registry -> blob task (`pull`) -> worker
+//! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
+//! or archive entry -> verified copy (`extract`) -> `blobs/sha256/`. Out of it: `push`
+//! (the cache is a `BlobSource`), `save` (one archive for a USB stick), `verify`.
 
 pub mod archive;
 pub mod cache;

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use crate::cache::Cache;
-use crate::cache::files::LockMode;
 use crate::cache::index::{Entry, now_rfc3339};
 use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
@@ -98,10 +97,8 @@ pub fn pull(
         human_bytes(report.bytes_total)
     ));
 
-    cache.create()?;
-    let _lock = cache.lock(LockMode::Shared, &|| {
-        reporter.info("waiting for another process cleaning the cache")
-    })?;
+    let _lock = cache
+        .open_for_adding(&|| reporter.info("waiting for another process cleaning the cache"))?;
     download_blobs(repository, cache, &blobs, options, reporter, &mut report)?;
     for manifest in &manifests {
         cache.write_small_blob(&manifest.bytes)?;

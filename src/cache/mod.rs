@@ -112,6 +112,19 @@ impl Cache {
         Ok(())
     }
 
+    /// Prepares the cache for adding images: creates it where missing and takes the shared
+    /// lock, re-creating the skeleton under the lock in case a `clean` of everything ran
+    /// just before. Hold the returned lock until the index is updated.
+    pub fn open_for_adding(&self, waiting: &dyn Fn()) -> Result<Lock> {
+        fs::create_dir_all(&self.root).map_err(|e| {
+            io_error("create the cache directory", &self.root, e)
+                .hint("choose a writable place with --cache-dir or DOCKER_PUSHER_CACHE_DIR")
+        })?;
+        let lock = self.lock(LockMode::Shared, waiting)?;
+        self.create()?;
+        Ok(lock)
+    }
+
     /// Takes the cache lock: shared to add or read images, exclusive to remove them.
     /// `waiting` is told when another process holds it (say so to the user).
     pub fn lock(&self, mode: LockMode, waiting: &dyn Fn()) -> Result<Lock> {

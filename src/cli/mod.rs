@@ -15,7 +15,7 @@ mod verify;
 use crate::error::{Error, Result};
 
 #[derive(FromArgs, Debug)]
-/// Move container images between docker save / OCI archives and registries.
+/// Move container images between docker save / OCI archives, a local cache and registries.
 ///
 /// The older form `docker-image-pusher -r URL -f FILE [flags]` still means `push`.
 pub struct Cli {
