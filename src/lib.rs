@@ -15,6 +15,7 @@ pub mod progress;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod scheduler;
 pub mod units;
 pub mod upload;

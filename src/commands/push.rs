@@ -98,7 +98,13 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
             .hint("check the --source path"));
     }
     let mut archive = Archive::open(path)?;
-    let artifact = archive.select(args.source_tag.as_deref(), target.tag())?;
+    // A target without a tag is pushed as `latest`, so `latest` is also the tag that
+    // picks the image from a multi-image archive; a digest target names no tag.
+    let target_tag = match target.digest() {
+        Some(_) => target.tag(),
+        None => Some(target.tag_or_latest()),
+    };
+    let artifact = archive.select(args.source_tag.as_deref(), target_tag)?;
     reporter.info(&format!(
         "pushing {} ({}, {} blobs, {}) to {target}",
         path.display(),
