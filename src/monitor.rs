@@ -41,8 +41,11 @@ pub const EXPLORE_AFTER: f64 = 30.0;
 const SPEED_SPAN: f64 = 3.0;
 /// The display's trend arrow and ETA confidence look back this far.
 const TREND_SPAN: f64 = 5.0;
-/// The peak speed in the report is the best average over this many seconds.
-const PEAK_SPAN: f64 = 2.0;
+/// The peak speed in the report is the best average over this many seconds...
+const PEAK_SPAN: f64 = 5.0;
+/// ...counted from this many seconds in: at first, socket buffers swallow bytes far
+/// faster than the link carries them.
+const PEAK_SKIP: f64 = 3.0;
 /// Strategy changes kept for the report.
 const MAX_CHANGES: usize = 500;
 
@@ -582,7 +585,7 @@ pub struct Analytics {
     pub bytes_sent: u64,
     /// Bytes per second over the whole transfer.
     pub average_speed: f64,
-    /// Best average over a couple of seconds.
+    /// Best average over a few seconds (after the first few).
     pub peak_speed: f64,
     /// Running uploads over allowed ones, while anything was uploading.
     pub utilization: f64,
@@ -666,7 +669,7 @@ impl Tracker {
         {
             self.window.pop_front();
         }
-        if let Some(rate) = self.rate_over_full(PEAK_SPAN) {
+        if let Some(rate) = self.rate_over_full(PEAK_SPAN, PEAK_SKIP) {
             self.peak = self.peak.max(rate);
         }
         let tuning = self.tuning.as_ref()?;
@@ -709,14 +712,17 @@ impl Tracker {
         rate_between(first, last)
     }
 
-    /// Average speed from the newest sample at least `span` seconds old.
-    fn rate_over_full(&self, span: f64) -> Option<f64> {
+    /// Average speed from the newest sample at least `span` seconds old, not counting
+    /// the first `skip` seconds of the transfer.
+    fn rate_over_full(&self, span: f64, skip: f64) -> Option<f64> {
         let last = self.window.back()?;
+        let start = self.first?.at + skip;
         let first = self
             .window
             .iter()
             .rev()
-            .find(|s| last.at - s.at + EPSILON >= span)?;
+            .find(|s| last.at - s.at + EPSILON >= span)
+            .filter(|s| s.at + EPSILON >= start)?;
         rate_between(first, last)
     }
 
@@ -977,6 +983,20 @@ mod tests {
             held(
                 Strategy::SpeedDecline,
                 "throughput fell 37% over 2.8s with 8 workers (R² 1.00); already at the minimum"
+            )
+        );
+    }
+
+    #[test]
+    fn a_fall_after_a_long_steady_hold_is_not_diluted_by_it() {
+        let falling = |t: f64| (10.0 - t) * MB;
+        let window = trace(&[stretch(8, 24.0, &flat(10.0)), stretch(8, 6.0, &falling)]);
+        assert_eq!(
+            decide(&window, 8, &tuning()),
+            resized(
+                4,
+                Strategy::SpeedDecline,
+                "throughput fell 82% over 5.8s with 8 workers (R² 1.00): trying 4"
             )
         );
     }
