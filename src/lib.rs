@@ -1,7 +1,9 @@
 //! docker-image-pusher: move container images between archives, a local cache and registries.
 //!
 //! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
-//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
+//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`). Beside the workers,
+//! `monitor` samples the transfer, resizes the worker gate in dynamic mode and feeds the
+//! display (`progress`).
 
 pub mod archive;
 pub mod cli;
