@@ -1,7 +1,9 @@
 //! docker-image-pusher: move container images between archives, a local cache and registries.
 //!
 //! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
-//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
+//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`). Beside the workers,
+//! `monitor` samples the transfer, resizes the worker gate in dynamic mode and feeds the
+//! display (`progress`).
 //!
 //! Into the cache (`cache`, an OCI image layout): registry -> blob task (`pull`) -> worker
 //! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod image;
 pub mod layout;
+pub mod monitor;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -26,5 +29,6 @@ pub mod registry;
 pub mod resolve;
 pub mod save;
 pub mod scheduler;
+pub mod units;
 pub mod upload;
 pub mod verify;

@@ -167,15 +167,39 @@ pub fn size_setting(flag: Option<u64>, env: Env, name: &str, default: u64) -> Re
     }
 }
 
+/// A numeric setting without a default: the flag, else the environment variable, else none.
+pub fn optional_number<T: std::str::FromStr + Copy>(
+    flag: Option<T>,
+    env: Env,
+    name: &str,
+) -> Result<Option<T>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    env(name)
+        .map(|text| {
+            text.trim()
+                .parse()
+                .map_err(|_| Error::usage(format!("{name}=\"{text}\" is not a valid number")))
+        })
+        .transpose()
+}
+
 /// A switch: on when given, else when the environment variable says true.
 pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
+    Ok(optional_switch(flag, env, name)?.unwrap_or(false))
+}
+
+/// A switch that can also be turned off explicitly: `Some(true)` when given or the
+/// environment says true, `Some(false)` when the environment says false, else `None`.
+pub fn optional_switch(flag: bool, env: Env, name: &str) -> Result<Option<bool>> {
     if flag {
-        return Ok(true);
+        return Ok(Some(true));
     }
     match env(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        None => Ok(None),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(Some(false)),
         Some(v) => {
             Err(Error::usage(format!("{name}=\"{v}\" is not a boolean")).hint("use true or false"))
         }
@@ -279,6 +303,20 @@ mod tests {
         assert!(switch_setting(false, &env, "ON").unwrap());
         assert!(!switch_setting(false, &env, "MISSING").unwrap());
         assert!(switch_setting(false, &env, "BAD").is_err());
+        assert_eq!(optional_number::<usize>(None, &env, "N").unwrap(), Some(8));
+        assert_eq!(
+            optional_number::<usize>(Some(3), &env, "N").unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            optional_number::<usize>(None, &env, "MISSING").unwrap(),
+            None
+        );
+        assert!(optional_number::<f64>(None, &env, "BAD").is_err());
+        let off = |name: &str| (name == "OFF").then(|| "no".to_string());
+        assert_eq!(optional_switch(false, &off, "OFF").unwrap(), Some(false));
+        assert_eq!(optional_switch(true, &off, "OFF").unwrap(), Some(true));
+        assert_eq!(optional_switch(false, &off, "MISSING").unwrap(), None);
     }
 
     #[test]
