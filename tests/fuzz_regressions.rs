@@ -72,9 +72,12 @@ fn www_authenticate(data: &[u8]) {
     let _ = transport::parse_error_body(data);
 }
 
+/// A fuzz target's name and the code it drives.
+type Target = (&'static str, fn(&[u8]));
+
 #[test]
 fn fuzz_seeds_and_past_crashes_parse_without_panicking() {
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [Target; 4] = [
         ("archive_index", archive_index),
         ("manifest_config", manifest_config),
         ("reference", reference),
