@@ -122,7 +122,7 @@ fn cases() -> Vec<Case> {
             name: "not a tar",
             exit: INPUT,
             untouched: Untouched::NoRequest,
-            says: "not a readable tar archive",
+            says: "not a tar archive",
             run: |w, d| archive_case(w, d, fx::hostile_not_a_tar),
         },
         Case {
@@ -227,7 +227,7 @@ fn cases() -> Vec<Case> {
             name: "missing archive file",
             exit: INPUT,
             untouched: Untouched::NoRequest,
-            says: "does not exist",
+            says: "neither a file nor an image",
             run: |w, d| push_to_proxy(w, d, &d.join("nowhere.tar"), &repo(d)),
         },
         Case {
