@@ -17,6 +17,7 @@ pub mod archive;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod compress;
 pub mod digest;
 pub mod download;
 pub mod error;

@@ -1,0 +1,160 @@
+//! The compression threads. One pool per run, shared by every layer being compressed, so
+//! the CPU work never exceeds its thread budget however many uploads run at once: upload
+//! workers wait on the network, compression threads on the CPU, and a 2-core machine gets
+//! 2 of the latter by default. The [`Meter`] counts what went through, for the monitor.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::Recipe;
+
+struct Job {
+    recipe: Recipe,
+    input: Vec<u8>,
+    reply: Sender<io::Result<Vec<u8>>>,
+}
+
+/// What the compression threads did, cumulatively.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Uncompressed bytes compressed.
+    bytes_in: AtomicU64,
+    /// Compressed bytes produced.
+    bytes_out: AtomicU64,
+    /// Nanoseconds the threads spent compressing, summed over threads.
+    busy_nanos: AtomicU64,
+    /// Nanoseconds readers of compressed streams waited for a frame to be ready.
+    starved_nanos: AtomicU64,
+}
+
+/// A copy of the meter's counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MeterReading {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub busy_seconds: f64,
+    pub starved_seconds: f64,
+}
+
+impl Meter {
+    pub fn read(&self) -> MeterReading {
+        MeterReading {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            busy_seconds: self.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            starved_seconds: self.starved_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
+    pub(crate) fn starved(&self, waited: Duration) {
+        self.starved_nanos
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A handle on the pool; clones share it. The threads end when the last handle (and
+/// every stream holding one) is gone.
+#[derive(Clone)]
+pub struct Compressor {
+    jobs: Sender<Job>,
+    threads: usize,
+    meter: Arc<Meter>,
+}
+
+impl Compressor {
+    /// A pool of `threads` compression threads (at least one).
+    pub fn new(threads: usize) -> Compressor {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let meter = Arc::new(Meter::default());
+        let threads = threads.max(1);
+        for n in 0..threads {
+            let queue = queue.clone();
+            let meter = meter.clone();
+            std::thread::Builder::new()
+                .name(format!("compress-{n}"))
+                .spawn(move || work(&queue, &meter))
+                .expect("the system can start a compression thread");
+        }
+        Compressor {
+            jobs,
+            threads,
+            meter,
+        }
+    }
+
+    /// One thread per CPU the process may use.
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
+    /// Queues one block; the frame arrives on the returned channel.
+    pub fn submit(&self, recipe: Recipe, input: Vec<u8>) -> Receiver<io::Result<Vec<u8>>> {
+        let (reply, result) = crossbeam_channel::bounded(1);
+        let job = Job {
+            recipe,
+            input,
+            reply,
+        };
+        if let Err(unsent) = self.jobs.send(job) {
+            let _ = unsent.0.reply.send(Err(io::Error::other(
+                "the compression threads have stopped",
+            )));
+        }
+        result
+    }
+}
+
+fn work(queue: &Receiver<Job>, meter: &Meter) {
+    for job in queue {
+        let started = Instant::now();
+        let result = job.recipe.encode_block(&job.input);
+        meter
+            .busy_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Ok(frame) = &result {
+            meter
+                .bytes_in
+                .fetch_add(job.input.len() as u64, Ordering::Relaxed);
+            meter
+                .bytes_out
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        }
+        // The reader may have gone (a failed upload): its frame is simply dropped.
+        let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Algorithm;
+
+    #[test]
+    fn frames_come_back_whatever_the_thread_count() {
+        let recipe = Recipe::of(Algorithm::Gzip);
+        let input = vec![7u8; 100_000];
+        let expected = recipe.encode_block(&input).unwrap();
+        for threads in [1, 3] {
+            let pool = Compressor::new(threads);
+            let pending: Vec<_> = (0..6).map(|_| pool.submit(recipe, input.clone())).collect();
+            for result in pending {
+                assert_eq!(result.recv().unwrap().unwrap(), expected);
+            }
+            let reading = pool.meter().read();
+            assert_eq!(reading.bytes_in, 600_000);
+            assert_eq!(reading.bytes_out, 6 * expected.len() as u64);
+        }
+    }
+}

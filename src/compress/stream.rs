@@ -1,0 +1,450 @@
+//! From a layer's uncompressed bytes to its compressed stream: [`FrameStream`] reads blocks
+//! from the source, hands them to the pool a few at a time and yields the frames in order;
+//! [`CompressedReader`] turns that into bytes from any offset of the compressed stream,
+//! recompressing only from the frame that holds the offset; [`Frames`] remembers each
+//! frame's compressed size, which is what maps an offset back to its block.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::{Compressor, Recipe};
+use crate::digest::{Digest, DigestMismatch, Hasher};
+use crate::image::{Blob, BlobSource};
+
+/// Compressed size of each frame of a layer, in order, as far as known.
+#[derive(Debug, Default)]
+pub struct Frames {
+    sizes: Mutex<Vec<u64>>,
+}
+
+impl Frames {
+    pub fn new(sizes: Vec<u64>) -> Frames {
+        Frames {
+            sizes: Mutex::new(sizes),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u64>> {
+        self.sizes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn sizes(&self) -> Vec<u64> {
+        self.lock().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Compressed bytes of all known frames.
+    pub fn total(&self) -> u64 {
+        self.lock().iter().sum()
+    }
+
+    /// The frame that holds compressed byte `offset`, and where that frame starts. `None`
+    /// when the known frames end at or before `offset`.
+    pub fn locate(&self, offset: u64) -> Option<(u64, u64)> {
+        let mut start = 0;
+        for (index, &size) in self.lock().iter().enumerate() {
+            if offset < start + size {
+                return Some((index as u64, start));
+            }
+            start += size;
+        }
+        None
+    }
+
+    /// Records the size of frame `index` as produced. A frame produced again must come out
+    /// the size it had: anything else means the encoder is not the one that made the
+    /// recorded stream, and continuing would corrupt the upload.
+    pub fn record(&self, index: u64, size: u64) -> io::Result<()> {
+        let mut sizes = self.lock();
+        let index = index as usize;
+        match sizes.get(index) {
+            Some(&known) if known == size => Ok(()),
+            Some(&known) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "block {index} compressed to {size} bytes, but to {known} bytes before; the compressor's output changed"
+                ),
+            )),
+            None if index == sizes.len() => {
+                sizes.push(size);
+                Ok(())
+            }
+            None => Err(io::Error::other(format!(
+                "block {index} compressed before block {}",
+                sizes.len()
+            ))),
+        }
+    }
+}
+
+/// One compressed frame: block `index` of the layer.
+#[derive(Debug)]
+pub struct Frame {
+    pub index: u64,
+    /// Uncompressed bytes the frame holds.
+    pub input_len: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The frames of a layer in order, from a given block on, with a bounded number of blocks
+/// in the pool at once: memory stays at `lookahead` blocks and their frames, and while the
+/// caller is busy with one frame the pool works on the next ones.
+pub struct FrameStream {
+    compressor: Compressor,
+    recipe: Recipe,
+    source: Box<dyn Read + Send>,
+    size: u64,
+    next_block: u64,
+    blocks: u64,
+    pending: VecDeque<(u64, u64, Receiver<io::Result<Vec<u8>>>)>,
+    lookahead: usize,
+    /// Checks the uncompressed bytes against the layer's digest when reading from the
+    /// first block: a corrupt source must fail before the compressed blob is committed.
+    verify: Option<(Digest, Hasher)>,
+    failed: bool,
+}
+
+impl FrameStream {
+    /// Frames of the layer `layer` from block `first` on; `source` reads the layer from the
+    /// start of that block.
+    pub fn new(
+        compressor: &Compressor,
+        recipe: Recipe,
+        source: Box<dyn Read + Send>,
+        layer: &Blob,
+        first: u64,
+    ) -> FrameStream {
+        FrameStream {
+            compressor: compressor.clone(),
+            recipe,
+            source,
+            size: layer.size,
+            next_block: first,
+            blocks: recipe.blocks(layer.size),
+            pending: VecDeque::new(),
+            lookahead: (2 * compressor.threads()).max(2),
+            verify: (first == 0).then(|| (layer.digest.clone(), Hasher::new())),
+            failed: false,
+        }
+    }
+
+    /// Opens `layer` in `source` at block `first` and streams its frames from there.
+    pub fn open(
+        compressor: &Compressor,
+        recipe: Recipe,
+        source: &dyn BlobSource,
+        layer: &Blob,
+        first: u64,
+    ) -> io::Result<FrameStream> {
+        let reader = source.open_blob(layer, (first * recipe.block_size).min(layer.size))?;
+        Ok(FrameStream::new(compressor, recipe, reader, layer, first))
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        while self.pending.len() < self.lookahead && self.next_block < self.blocks {
+            let start = self.next_block * self.recipe.block_size;
+            let length = self.recipe.block_size.min(self.size - start);
+            let mut block = vec![0u8; length as usize];
+            self.source.read_exact(&mut block).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the layer ended before its {} bytes", self.size),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            if let Some((expected, hasher)) = &mut self.verify {
+                hasher.update(&block);
+                if self.next_block + 1 == self.blocks && hasher.digest() != *expected {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        DigestMismatch {
+                            expected: expected.clone(),
+                            actual: hasher.digest(),
+                        },
+                    ));
+                }
+            }
+            let job = self.compressor.submit(self.recipe, block);
+            self.pending.push_back((self.next_block, length, job));
+            self.next_block += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for FrameStream {
+    type Item = io::Result<Frame>;
+
+    fn next(&mut self) -> Option<io::Result<Frame>> {
+        if self.failed {
+            return None;
+        }
+        if let Err(e) = self.fill() {
+            self.failed = true;
+            return Some(Err(e));
+        }
+        let (index, input_len, job) = self.pending.pop_front()?;
+        let bytes = match job.try_recv() {
+            Ok(result) => result,
+            Err(_) => {
+                let waiting = Instant::now();
+                let result = job
+                    .recv()
+                    .unwrap_or_else(|_| Err(io::Error::other("a compression thread stopped")));
+                self.compressor.meter().starved(waiting.elapsed());
+                result
+            }
+        };
+        Some(bytes.map(|bytes| Frame {
+            index,
+            input_len,
+            bytes,
+        }))
+    }
+}
+
+/// The compressed stream of a layer as bytes, from an offset, recording (or checking) the
+/// size of every frame it produces.
+pub struct CompressedReader {
+    frames: FrameStream,
+    table: Arc<Frames>,
+    current: Vec<u8>,
+    position: usize,
+    /// Bytes of the next frame to drop: the offset fell inside it.
+    skip: u64,
+    /// Uncompressed bytes behind the frames read so far.
+    consumed: u64,
+}
+
+impl CompressedReader {
+    pub fn new(frames: FrameStream, table: Arc<Frames>, skip: u64) -> CompressedReader {
+        CompressedReader {
+            frames,
+            table,
+            current: Vec::new(),
+            position: 0,
+            skip,
+            consumed: 0,
+        }
+    }
+
+    /// The compressed stream of `layer` from compressed byte `offset`, which must lie in a
+    /// frame `table` knows (or be 0).
+    pub fn open(
+        compressor: &Compressor,
+        recipe: Recipe,
+        source: &dyn BlobSource,
+        layer: &Blob,
+        table: Arc<Frames>,
+        offset: u64,
+    ) -> io::Result<CompressedReader> {
+        let (first, start) = if offset == 0 {
+            (0, 0)
+        } else {
+            table.locate(offset).ok_or_else(|| {
+                io::Error::other(format!(
+                    "compressed offset {offset} is beyond the {} bytes known",
+                    table.total()
+                ))
+            })?
+        };
+        let frames = FrameStream::open(compressor, recipe, source, layer, first)?;
+        Ok(CompressedReader::new(frames, table, offset - start))
+    }
+
+    /// Uncompressed bytes behind the frames handed out so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
+impl Read for CompressedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            let Some(frame) = self.frames.next() else {
+                return Ok(0);
+            };
+            let frame = frame?;
+            self.table.record(frame.index, frame.bytes.len() as u64)?;
+            self.consumed += frame.input_len;
+            self.current = frame.bytes;
+            let skip = self.skip.min(self.current.len() as u64);
+            self.position = skip as usize;
+            self.skip -= skip;
+        }
+        let n = buf.len().min(self.current.len() - self.position);
+        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// A compressed layer whose digest and frame sizes are known (from the cache, or an
+/// earlier pass), served by recompressing the uncompressed layer: to the uploader it is
+/// an ordinary blob source, so every upload path (one request, chunks, resumes, saved
+/// sessions) works unchanged, and no compressed copy is ever written to disk.
+pub struct RecompressingSource<'a> {
+    pub source: &'a dyn BlobSource,
+    pub layer: Blob,
+    pub compressed: Blob,
+    pub recipe: Recipe,
+    pub frames: Arc<Frames>,
+    pub compressor: Compressor,
+}
+
+impl BlobSource for RecompressingSource<'_> {
+    fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        if blob.digest != self.compressed.digest {
+            return Err(io::Error::other(format!(
+                "blob {} is not the compressed form of layer {}",
+                blob.digest, self.layer.digest
+            )));
+        }
+        if offset >= self.compressed.size {
+            return Ok(Box::new(io::empty()));
+        }
+        Ok(Box::new(CompressedReader::open(
+            &self.compressor,
+            self.recipe,
+            self.source,
+            &self.layer,
+            self.frames.clone(),
+            offset,
+        )?))
+    }
+}
+
+/// A blob held in memory (a small layer compressed whole before its upload).
+pub struct MemoryBlob {
+    pub blob: Blob,
+    pub bytes: Vec<u8>,
+}
+
+impl BlobSource for MemoryBlob {
+    fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        if blob.digest != self.blob.digest {
+            return Err(io::Error::other(format!("blob {} is not held", blob.digest)));
+        }
+        let start = (offset as usize).min(self.bytes.len());
+        Ok(Box::new(io::Cursor::new(self.bytes[start..].to_vec())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::{Algorithm, BLOCK_SIZE};
+
+    struct Plain(Vec<u8>);
+
+    impl BlobSource for Plain {
+        fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(io::Cursor::new(self.0[offset as usize..].to_vec())))
+        }
+    }
+
+    fn layer(bytes: &[u8]) -> Blob {
+        Blob {
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            media_type: crate::image::media::OCI_LAYER.into(),
+        }
+    }
+
+    fn content(size: usize) -> Vec<u8> {
+        (0..size)
+            .map(|i| ((i / 7) % 251) as u8 ^ ((i >> 13) as u8))
+            .collect()
+    }
+
+    fn read_all(mut reader: impl Read) -> Vec<u8> {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_stream_opened_at_any_offset_matches_the_whole_stream() {
+        let bytes = content((2 * BLOCK_SIZE + 12_345) as usize);
+        let source = Plain(bytes.clone());
+        let layer = layer(&bytes);
+        let compressor = Compressor::new(2);
+        let recipe = Recipe::of(Algorithm::Gzip);
+        let table = Arc::new(Frames::default());
+        let whole = read_all(
+            CompressedReader::open(&compressor, recipe, &source, &layer, table.clone(), 0)
+                .unwrap(),
+        );
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.total(), whole.len() as u64);
+        let first = table.sizes()[0];
+        for offset in [1, first - 1, first, first + 10, whole.len() as u64 - 1] {
+            let tail = read_all(
+                CompressedReader::open(&compressor, recipe, &source, &layer, table.clone(), offset)
+                    .unwrap(),
+            );
+            assert!(tail == whole[offset as usize..], "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_source_fails_before_the_last_frame() {
+        let bytes = content(BLOCK_SIZE as usize + 10);
+        let mut layer = layer(&bytes);
+        layer.digest = Digest::of(b"something else");
+        let compressor = Compressor::new(1);
+        let mut frames = FrameStream::new(
+            &compressor,
+            Recipe::of(Algorithm::Zstd),
+            Box::new(io::Cursor::new(bytes)),
+            &layer,
+            0,
+        );
+        let error = frames.next().unwrap().unwrap_err();
+        assert!(crate::digest::find_mismatch(&error).is_some(), "{error}");
+        assert!(frames.next().is_none());
+    }
+
+    #[test]
+    fn a_different_frame_size_is_refused() {
+        let table = Frames::new(vec![10, 20]);
+        assert!(table.record(0, 10).is_ok());
+        assert!(table.record(1, 21).is_err());
+        assert!(table.record(3, 5).is_err());
+        assert!(table.record(2, 5).is_ok());
+        assert_eq!(table.locate(0), Some((0, 0)));
+        assert_eq!(table.locate(10), Some((1, 10)));
+        assert_eq!(table.locate(34), Some((2, 30)));
+        assert_eq!(table.locate(35), None);
+    }
+
+    #[test]
+    fn a_short_source_is_an_error_not_a_short_stream() {
+        let bytes = content(1000);
+        let layer = layer(&bytes);
+        let compressor = Compressor::new(1);
+        let mut frames = FrameStream::new(
+            &compressor,
+            Recipe::of(Algorithm::Gzip),
+            Box::new(io::Cursor::new(bytes[..500].to_vec())),
+            &layer,
+            0,
+        );
+        let error = frames.next().unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
