@@ -8,6 +8,15 @@
 //!   accepted chunk; removed when the blob is committed or the registry forgets it.
 //! - `locations/<key>.json`: for one registry, which repositories hold which blobs, as
 //!   seen by this tool's pushes and pulls. The source of automatic cross-repository mounts.
+//! - `links/<key>.json`: how fast the link to one registry was, for `--compress auto`.
+//! - `choices/<key>.json`: what `--compress auto` chose for one image pushed to one
+//!   repository, so running the same push again makes the same choice (same uploads to
+//!   resume, same manifest).
+//!
+//! A session of a layer compressed on the fly is keyed by the uncompressed layer and the
+//! compression recipe (its compressed digest is not known until the end) and carries the
+//! compressed size of every block produced so far, so that the next run can map the
+//! registry's offset back to a block and check that it recompresses to the same bytes.
 //!
 //! Upload URLs can carry signed state (distribution's `_state`), which is fine to keep,
 //! and on some registries credentials, which are not: a URL that contains a known secret
@@ -50,6 +59,43 @@ pub struct SavedSession {
     pub offset: u64,
     /// Seconds since the Unix epoch, for humans and for pruning.
     pub updated: u64,
+    /// For a layer compressed on the fly: `digest` and `size` are the uncompressed
+    /// layer's, `offset` counts compressed bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<StreamState>,
+}
+
+/// What resuming a compressed upload needs beyond the session itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// `compress::Recipe::id()` of the stream.
+    pub recipe: String,
+    /// Compressed size of each block produced so far.
+    pub frames: Vec<u64>,
+}
+
+/// How fast the link to a registry moved blob bytes, as last measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LinkSpeed {
+    version: u32,
+    registry: String,
+    /// Bytes per second on the wire.
+    speed: f64,
+    updated: u64,
+}
+
+/// What `--compress auto` chose for one image and repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub version: u32,
+    pub registry: String,
+    pub repository: String,
+    /// The source image's manifest digest.
+    pub image: Digest,
+    /// `gzip`, or `none`.
+    pub compress: String,
+    pub reason: String,
+    pub updated: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -82,9 +128,21 @@ impl StateDir {
         &self.root
     }
 
-    fn session_path(&self, registry: &str, repository: &str, digest: &Digest) -> PathBuf {
-        let key = file_key(&format!("{registry}\n{repository}\n{digest}"));
-        self.root.join("sessions").join(format!("{key}.json"))
+    fn session_path(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        recipe: Option<&str>,
+    ) -> PathBuf {
+        let mut key = format!("{registry}\n{repository}\n{digest}");
+        if let Some(recipe) = recipe {
+            key.push('\n');
+            key.push_str(recipe);
+        }
+        self.root
+            .join("sessions")
+            .join(format!("{}.json", file_key(&key)))
     }
 
     fn locations_path(&self, registry: &str) -> PathBuf {
@@ -100,17 +158,54 @@ impl StateDir {
         repository: &str,
         digest: &Digest,
     ) -> Option<SavedSession> {
-        let path = self.session_path(registry, repository, digest);
+        let path = self.session_path(registry, repository, digest, None);
         let session: SavedSession = read_json(&path)?;
         let matches = session.version == VERSION
             && session.registry == registry
             && session.repository == repository
-            && session.digest == *digest;
+            && session.digest == *digest
+            && session.compression.is_none();
         matches.then_some(session)
     }
 
+    /// The saved session of `layer` being compressed with `recipe` on its way up.
+    pub fn load_stream_session(
+        &self,
+        registry: &str,
+        repository: &str,
+        layer: &Digest,
+        recipe: &str,
+    ) -> Option<SavedSession> {
+        let path = self.session_path(registry, repository, layer, Some(recipe));
+        let session: SavedSession = read_json(&path)?;
+        let matches = session.version == VERSION
+            && session.registry == registry
+            && session.repository == repository
+            && session.digest == *layer
+            && session
+                .compression
+                .as_ref()
+                .is_some_and(|c| c.recipe == recipe);
+        matches.then_some(session)
+    }
+
+    pub fn forget_stream_session(
+        &self,
+        registry: &str,
+        repository: &str,
+        layer: &Digest,
+        recipe: &str,
+    ) {
+        let _ = fs::remove_file(self.session_path(registry, repository, layer, Some(recipe)));
+    }
+
     pub fn save_session(&self, session: &SavedSession) -> io::Result<()> {
-        let path = self.session_path(&session.registry, &session.repository, &session.digest);
+        let path = self.session_path(
+            &session.registry,
+            &session.repository,
+            &session.digest,
+            session.compression.as_ref().map(|c| c.recipe.as_str()),
+        );
         let mut session = session.clone();
         session.version = VERSION;
         session.updated = now();
@@ -118,7 +213,7 @@ impl StateDir {
     }
 
     pub fn forget_session(&self, registry: &str, repository: &str, digest: &Digest) {
-        let _ = fs::remove_file(self.session_path(registry, repository, digest));
+        let _ = fs::remove_file(self.session_path(registry, repository, digest, None));
     }
 
     /// Every saved session, for reports and tests.
@@ -178,6 +273,56 @@ impl StateDir {
             locations.blobs.remove(&oldest);
         }
         write_atomic(&path, &to_json(&locations))
+    }
+
+    /// Remembers how fast the link to `registry` moved blob bytes.
+    pub fn record_link_speed(&self, registry: &str, speed: f64) -> io::Result<()> {
+        let record = LinkSpeed {
+            version: VERSION,
+            registry: registry.to_string(),
+            speed,
+            updated: now(),
+        };
+        write_atomic(&self.keyed("links", registry), &to_json(&record))
+    }
+
+    /// The link speed to `registry` measured within the last `max_age_seconds`.
+    pub fn link_speed(&self, registry: &str, max_age_seconds: u64) -> Option<f64> {
+        read_json(&self.keyed("links", registry))
+            .filter(|l: &LinkSpeed| {
+                l.version == VERSION
+                    && l.registry == registry
+                    && l.speed.is_finite()
+                    && l.speed > 0.0
+                    && now().saturating_sub(l.updated) <= max_age_seconds
+            })
+            .map(|l| l.speed)
+    }
+
+    fn choice_path(&self, registry: &str, repository: &str, image: &Digest) -> PathBuf {
+        self.keyed("choices", &format!("{registry}\n{repository}\n{image}"))
+    }
+
+    pub fn record_choice(&self, choice: &Choice) -> io::Result<()> {
+        let mut choice = choice.clone();
+        choice.version = VERSION;
+        choice.updated = now();
+        let path = self.choice_path(&choice.registry, &choice.repository, &choice.image);
+        write_atomic(&path, &to_json(&choice))
+    }
+
+    /// What `--compress auto` chose when this image was last pushed to this repository.
+    pub fn choice(&self, registry: &str, repository: &str, image: &Digest) -> Option<Choice> {
+        read_json(&self.choice_path(registry, repository, image)).filter(|c: &Choice| {
+            c.version == VERSION
+                && c.registry == registry
+                && c.repository == repository
+                && c.image == *image
+        })
+    }
+
+    fn keyed(&self, kind: &str, key: &str) -> PathBuf {
+        self.root.join(kind).join(format!("{}.json", file_key(key)))
     }
 
     /// Repositories on `registry` known to hold `digest`, most recent first.
@@ -302,6 +447,7 @@ mod tests {
             location: "https://r.example.com:5000/v2/team/app/blobs/uploads/u?_state=abc".into(),
             offset,
             updated: 0,
+            compression: None,
         }
     }
 
@@ -333,7 +479,7 @@ mod tests {
         let state = StateDir::for_cache(dir.path());
         let saved = session(10);
         state.save_session(&saved).unwrap();
-        let path = state.session_path(&saved.registry, &saved.repository, &saved.digest);
+        let path = state.session_path(&saved.registry, &saved.repository, &saved.digest, None);
         fs::write(&path, b"{\"version\":1,\"regis").unwrap();
         assert!(
             state
@@ -348,6 +494,59 @@ mod tests {
                 .load_session(&saved.registry, &saved.repository, &saved.digest)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn compressed_sessions_are_kept_apart_from_raw_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::for_cache(dir.path());
+        let raw = session(10);
+        let mut stream = session(30);
+        stream.compression = Some(StreamState {
+            recipe: "gzip-3".into(),
+            frames: vec![20, 15],
+        });
+        state.save_session(&raw).unwrap();
+        state.save_session(&stream).unwrap();
+        let (r, n, d) = (&raw.registry, &raw.repository, &raw.digest);
+        assert_eq!(state.load_session(r, n, d).unwrap().offset, 10);
+        let loaded = state.load_stream_session(r, n, d, "gzip-3").unwrap();
+        assert_eq!(
+            (loaded.offset, loaded.compression),
+            (30, stream.compression)
+        );
+        assert!(state.load_stream_session(r, n, d, "zstd-3").is_none());
+        state.forget_stream_session(r, n, d, "gzip-3");
+        assert!(state.load_stream_session(r, n, d, "gzip-3").is_none());
+        assert!(state.load_session(r, n, d).is_some());
+    }
+
+    #[test]
+    fn link_speeds_and_choices_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::for_cache(dir.path());
+        assert_eq!(state.link_speed("reg", 3600), None);
+        state.record_link_speed("reg", 2.5e6).unwrap();
+        assert_eq!(state.link_speed("reg", 3600), Some(2.5e6));
+        assert_eq!(state.link_speed("other", 3600), None);
+        let choice = Choice {
+            version: 0,
+            registry: "reg".into(),
+            repository: "team/app".into(),
+            image: digest(4),
+            compress: "gzip".into(),
+            reason: "slow link".into(),
+            updated: 0,
+        };
+        state.record_choice(&choice).unwrap();
+        assert_eq!(
+            state
+                .choice("reg", "team/app", &digest(4))
+                .unwrap()
+                .compress,
+            "gzip"
+        );
+        assert!(state.choice("reg", "team/other", &digest(4)).is_none());
     }
 
     #[test]

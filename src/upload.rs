@@ -201,6 +201,7 @@ impl Uploader<'_> {
             location: session.location.clone(),
             offset,
             updated: 0,
+            compression: None,
         };
         if let Err(e) = state.save_session(&saved) {
             self.progress.note(&format!(

@@ -69,7 +69,10 @@ pub fn rewrite(
     let mut out = Vec::with_capacity(manifests.len());
     for manifest in manifests {
         let mut value: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            Error::input(format!("manifest {} is not valid JSON: {e}", manifest.digest))
+            Error::input(format!(
+                "manifest {} is not valid JSON: {e}",
+                manifest.digest
+            ))
         })?;
         let changed = if media::is_index(&manifest.media_type) {
             rewrite_index(&mut value, &manifest.media_type, &children)

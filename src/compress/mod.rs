@@ -181,7 +181,11 @@ mod tests {
         let mut x: u32 = 12345;
         while out.len() < size {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let line = format!("line {} of a file with value {:08x}\n", out.len() / 40, x >> 8);
+            let line = format!(
+                "line {} of a file with value {:08x}\n",
+                out.len() / 40,
+                x >> 8
+            );
             out.extend_from_slice(line.as_bytes());
             out.push((x >> 24) as u8);
         }

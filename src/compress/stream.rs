@@ -337,7 +337,10 @@ pub struct MemoryBlob {
 impl BlobSource for MemoryBlob {
     fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         if blob.digest != self.blob.digest {
-            return Err(io::Error::other(format!("blob {} is not held", blob.digest)));
+            return Err(io::Error::other(format!(
+                "blob {} is not held",
+                blob.digest
+            )));
         }
         let start = (offset as usize).min(self.bytes.len());
         Ok(Box::new(io::Cursor::new(self.bytes[start..].to_vec())))
@@ -353,7 +356,9 @@ mod tests {
 
     impl BlobSource for Plain {
         fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
-            Ok(Box::new(io::Cursor::new(self.0[offset as usize..].to_vec())))
+            Ok(Box::new(io::Cursor::new(
+                self.0[offset as usize..].to_vec(),
+            )))
         }
     }
 
@@ -386,8 +391,7 @@ mod tests {
         let recipe = Recipe::of(Algorithm::Gzip);
         let table = Arc::new(Frames::default());
         let whole = read_all(
-            CompressedReader::open(&compressor, recipe, &source, &layer, table.clone(), 0)
-                .unwrap(),
+            CompressedReader::open(&compressor, recipe, &source, &layer, table.clone(), 0).unwrap(),
         );
         assert_eq!(table.len(), 3);
         assert_eq!(table.total(), whole.len() as u64);
