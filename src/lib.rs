@@ -18,6 +18,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod compress;
+pub mod compressed_upload;
 pub mod digest;
 pub mod download;
 pub mod error;

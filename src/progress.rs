@@ -212,6 +212,7 @@ impl Reporter {
         Arc::new(LayerProgress {
             reporter: self.clone(),
             position,
+            scale: AtomicU64::new(1f64.to_bits()),
         })
     }
 
@@ -339,21 +340,38 @@ impl crate::upload::Progress for Reporter {
 struct LayerProgress {
     reporter: Arc<Reporter>,
     position: Arc<AtomicU64>,
+    /// Layer bytes per byte sent (f64 bits): 1 unless the layer is compressed on the way.
+    scale: AtomicU64,
+}
+
+impl LayerProgress {
+    fn scaled(&self, bytes: u64) -> u64 {
+        (bytes as f64 * f64::from_bits(self.scale.load(Ordering::Relaxed))).round() as u64
+    }
 }
 
 impl crate::upload::Progress for LayerProgress {
     fn sent(&self, bytes: u64) {
         self.reporter.sent(bytes);
-        self.position.fetch_add(bytes, Ordering::Relaxed);
+        self.position
+            .fetch_add(self.scaled(bytes), Ordering::Relaxed);
     }
 
     fn rewound(&self, bytes: u64) {
         self.reporter.rewound(bytes);
+        let bytes = self.scaled(bytes);
         let _ = self
             .position
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
                 Some(p.saturating_sub(bytes))
             });
+    }
+
+    fn scale(&self, source_bytes_per_byte: f64) {
+        if source_bytes_per_byte.is_finite() && source_bytes_per_byte > 0.0 {
+            self.scale
+                .store(source_bytes_per_byte.to_bits(), Ordering::Relaxed);
+        }
     }
 
     fn note(&self, message: &str) {

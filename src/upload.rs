@@ -58,6 +58,9 @@ pub trait Progress: Send + Sync {
     fn sent(&self, bytes: u64);
     fn rewound(&self, _bytes: u64) {}
     fn note(&self, _message: &str) {}
+    /// From now on each byte sent stands for this many bytes of the blob as the user
+    /// counts it: a layer compressed on the way shows its uncompressed size.
+    fn scale(&self, _source_bytes_per_byte: f64) {}
 }
 
 impl Progress for () {
@@ -132,7 +135,7 @@ impl Uploader<'_> {
         }
     }
 
-    fn rules(&self, session: &Session) -> UploadRules {
+    pub(crate) fn rules(&self, session: &Session) -> UploadRules {
         rules::upload_rules(
             self.repository.host(),
             self.options.chunk_size,
@@ -140,7 +143,7 @@ impl Uploader<'_> {
         )
     }
 
-    fn check_stop(&self) -> Result<()> {
+    pub(crate) fn check_stop(&self) -> Result<()> {
         if self.options.stop.is_requested() {
             return Err(Error::interrupted("stopped by a signal"));
         }
@@ -255,7 +258,7 @@ impl Uploader<'_> {
         }
     }
 
-    fn new_session(&self) -> Result<Session> {
+    pub(crate) fn new_session(&self) -> Result<Session> {
         match self.repository.initiate_upload(None)? {
             Initiated::Session(session) => Ok(session),
             Initiated::Mounted => Err(Error::registry(
@@ -355,7 +358,7 @@ impl Uploader<'_> {
 
     /// Waits before the next try (as long as the registry asked with `Retry-After`, else
     /// the backoff), waking early when a stop is requested.
-    fn pause(&self, wait: Duration) {
+    pub(crate) fn pause(&self, wait: Duration) {
         let until = std::time::Instant::now() + wait;
         while std::time::Instant::now() < until && !self.options.stop.is_requested() {
             std::thread::sleep(Duration::from_millis(50).min(wait));
@@ -364,7 +367,11 @@ impl Uploader<'_> {
 
     /// Where to continue after a failure: the registry's offset in the same session, or a
     /// fresh session from zero when the registry lost it (or cannot be trusted to say).
-    fn resume_point(&self, session: &Session, rules: &UploadRules) -> Result<(Session, u64)> {
+    pub(crate) fn resume_point(
+        &self,
+        session: &Session,
+        rules: &UploadRules,
+    ) -> Result<(Session, u64)> {
         if rules.trust_range
             && let Some((session, offset)) = self.repository.upload_status(session)?
         {
@@ -643,14 +650,14 @@ enum Opened {
     Session(Session),
 }
 
-fn source_error(blob: &Blob, err: io::Error) -> Error {
+pub(crate) fn source_error(blob: &Blob, err: io::Error) -> Error {
     Error::input(format!(
         "cannot read blob {} from the source: {err}",
         blob.digest.short()
     ))
 }
 
-fn is_transient_status(status: u16) -> bool {
+pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
@@ -722,7 +729,7 @@ impl Transfer {
 
 /// Two upload URLs name the same session when they differ only in their query (the
 /// registry's signed state changes with every request).
-fn same_session(a: &Session, b: &Session) -> bool {
+pub(crate) fn same_session(a: &Session, b: &Session) -> bool {
     transport::redact_url(&a.location) == transport::redact_url(&b.location)
 }
 
@@ -745,7 +752,7 @@ impl<R: Read> Read for HashFeed<R> {
 
 /// Reports bytes as the network takes them from the source, and ends the body early
 /// when a stop is requested and `stop` is given.
-struct Counting<R> {
+pub(crate) struct Counting<R> {
     inner: R,
     progress: Arc<dyn Progress>,
     counter: Arc<AtomicU64>,
@@ -753,7 +760,7 @@ struct Counting<R> {
 }
 
 impl<R> Counting<R> {
-    fn new(
+    pub(crate) fn new(
         inner: R,
         progress: Arc<dyn Progress>,
         counter: Arc<AtomicU64>,

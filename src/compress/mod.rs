@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::image::{Blob, media};
 
 pub use pool::{Compressor, Meter, MeterReading};
-pub use stream::{CompressedReader, FrameStream, Frames, MemoryBlob, RecompressingSource};
+pub use stream::{
+    CompressedReader, FrameStream, Frames, MemoryBlob, RecompressingSource, is_already_compressed,
+};
 
 /// Uncompressed bytes per block. Large enough that the per-member overhead (18 bytes of
 /// gzip header and trailer) and the lost context at block starts cost well under 1%,

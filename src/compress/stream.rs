@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::{Compressor, Recipe};
+use super::{Compressor, Recipe, looks_compressed};
 use crate::digest::{Digest, DigestMismatch, Hasher};
 use crate::image::{Blob, BlobSource};
 
@@ -86,6 +86,25 @@ impl Frames {
             ))),
         }
     }
+}
+
+/// Carried in the `io::Error` of a layer whose first bytes are already a compressed stream
+/// (despite its media type): it is to be sent as it is.
+#[derive(Debug)]
+pub struct AlreadyCompressed;
+
+impl std::fmt::Display for AlreadyCompressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the layer is compressed already")
+    }
+}
+
+impl std::error::Error for AlreadyCompressed {}
+
+pub fn is_already_compressed(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<AlreadyCompressed>())
 }
 
 /// One compressed frame: block `index` of the layer.
@@ -167,6 +186,9 @@ impl FrameStream {
                 }
             })?;
             if let Some((expected, hasher)) = &mut self.verify {
+                if hasher.position() == 0 && looks_compressed(&block) {
+                    return Err(io::Error::other(AlreadyCompressed));
+                }
                 hasher.update(&block);
                 if self.next_block + 1 == self.blocks && hasher.digest() != *expected {
                     return Err(io::Error::new(
@@ -434,6 +456,21 @@ mod tests {
         assert_eq!(table.locate(10), Some((1, 10)));
         assert_eq!(table.locate(34), Some((2, 30)));
         assert_eq!(table.locate(35), None);
+    }
+
+    #[test]
+    fn a_layer_that_is_gzip_already_is_recognised_at_its_first_block() {
+        let bytes = Recipe::of(Algorithm::Gzip).encode_block(&content(5000)).unwrap();
+        let layer = layer(&bytes);
+        let compressor = Compressor::new(1);
+        let mut frames = FrameStream::new(
+            &compressor,
+            Recipe::of(Algorithm::Gzip),
+            Box::new(io::Cursor::new(bytes)),
+            &layer,
+            0,
+        );
+        assert!(is_already_compressed(&frames.next().unwrap().unwrap_err()));
     }
 
     #[test]

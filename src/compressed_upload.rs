@@ -1,0 +1,792 @@
+//! Uploading one uncompressed layer compressed on its way up. Which path it takes depends
+//! on what is known about its compressed form:
+//!
+//! - **known** (the cache remembers its compressed digest and block sizes): the registry
+//!   is asked for that digest first, so nothing is compressed when it is there; otherwise
+//!   the compressed blob is an ordinary blob to the [`Uploader`], served by recompressing
+//!   from whatever offset it asks for (one request, chunks, resumes, saved sessions, mounts:
+//!   all unchanged);
+//! - **small** (up to [`IN_MEMORY`]): compressed whole in memory, then uploaded as a known
+//!   blob (the digest is known before the upload starts, so it can be `HEAD`ed first);
+//! - **streamed** (larger): an upload session is opened and the compressed bytes go up in
+//!   chunks while they are produced, hashed as they go; the closing `PUT ?digest=` names
+//!   the digest only known at the end. Each block's compressed size is recorded as it is
+//!   produced and saved with the session, so an offset the registry reports maps back to a
+//!   block, and a resume (in this run or the next) recompresses from there to the same
+//!   bytes. A chunk in flight is kept in memory until the registry confirmed it, so a
+//!   failed chunk is sent again without recompressing;
+//! - **two passes** (registries that refuse chunked uploads, where the digest must be in
+//!   the first request): the layer is compressed once to learn the digest, without keeping
+//!   the output, then uploaded as a known blob.
+//!
+//! A layer whose first bytes turn out to be gzip, zstd, xz or bzip2 despite its media type
+//! goes up as it is.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::cache::Cache;
+use crate::cache::variants::Variant;
+use crate::compress::manifest::Compressed;
+use crate::compress::{
+    CompressedReader, Compressor, FrameStream, Frames, MemoryBlob, Recipe,
+    RecompressingSource, is_already_compressed,
+};
+use crate::digest::{Digest, Hasher, find_mismatch};
+use crate::error::{Class, Error, Result};
+use crate::image::{Blob, BlobSource};
+use crate::registry::rules::UploadRules;
+use crate::registry::transport::{self, Body};
+use crate::registry::{ChunkOutcome, Repository, Session};
+use crate::state::{self, SavedSession, StateDir, StreamState};
+use crate::upload::{
+    Counting, Outcome, Progress, UploadOptions, Uploader, is_transient_status, same_session,
+};
+
+/// Layers up to this size are compressed whole in memory before their upload.
+pub const IN_MEMORY: u64 = 32 << 20;
+
+pub struct LayerCompression<'a> {
+    pub repository: &'a Repository,
+    pub source: &'a dyn BlobSource,
+    pub options: &'a UploadOptions,
+    pub progress: Arc<dyn Progress>,
+    pub state: Option<&'a StateDir>,
+    pub cache: Option<&'a Cache>,
+    pub compressor: &'a Compressor,
+    pub recipe: Recipe,
+}
+
+/// How a layer went up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub outcome: Outcome,
+    /// Its compressed form; `None` when it turned out to be compressed already and went
+    /// up as it is.
+    pub compressed: Option<Compressed>,
+}
+
+/// One piece of the compressed stream, ready to send.
+struct Chunk {
+    start: u64,
+    bytes: Arc<Vec<u8>>,
+    /// The stream ends with this chunk; `digest` is then the whole stream's.
+    last: bool,
+    digest: Option<Digest>,
+    /// Uncompressed bytes behind the stream up to this chunk's end.
+    consumed: u64,
+}
+
+impl Chunk {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// The part from `offset` on (the registry confirmed the bytes before it).
+    fn from(&self, offset: u64) -> Chunk {
+        let skip = (offset.saturating_sub(self.start) as usize).min(self.bytes.len());
+        Chunk {
+            start: self.start + skip as u64,
+            bytes: Arc::new(self.bytes[skip..].to_vec()),
+            last: self.last,
+            digest: self.digest.clone(),
+            consumed: self.consumed,
+        }
+    }
+}
+
+impl LayerCompression<'_> {
+    fn uploader<'s>(&'s self, source: &'s dyn BlobSource) -> Uploader<'s> {
+        Uploader {
+            repository: self.repository,
+            source,
+            options: self.options,
+            progress: self.progress.clone(),
+            state: self.state,
+        }
+    }
+
+    pub fn upload(&self, layer: &Blob) -> Result<Done> {
+        self.uploader(self.source).check_stop()?;
+        if let Some(variant) = self
+            .cache
+            .and_then(|c| c.variant(&layer.digest, &self.recipe))
+        {
+            self.forget_stream(layer);
+            match self.upload_known(layer, &variant) {
+                Ok(outcome) => return Ok(done(outcome, &variant)),
+                Err(e) if e.class == Class::Input => self.progress.note(&format!(
+                    "layer {}: its remembered compressed form {} does not match ({}); compressing it again",
+                    layer.digest.short(),
+                    variant.digest.short(),
+                    e.message
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+        let compressed = if layer.size <= IN_MEMORY {
+            self.in_memory(layer)?
+        } else {
+            self.streamed(layer)?
+        };
+        match compressed {
+            Some(done) => Ok(done),
+            None => {
+                self.progress.note(&format!(
+                    "layer {}: its content is compressed already; sending it as it is",
+                    layer.digest.short()
+                ));
+                self.progress.scale(1.0);
+                let outcome = self.uploader(self.source).upload(layer)?;
+                Ok(Done {
+                    outcome,
+                    compressed: None,
+                })
+            }
+        }
+    }
+
+    fn compressed_blob(&self, variant: &Variant) -> Blob {
+        Blob {
+            digest: variant.digest.clone(),
+            size: variant.size,
+            media_type: variant.algorithm.media_type(true).to_string(),
+        }
+    }
+
+    /// Uploads a compressed form whose digest is known, recompressing as the upload reads.
+    fn upload_known(&self, layer: &Blob, variant: &Variant) -> Result<Outcome> {
+        let compressed = self.compressed_blob(variant);
+        let source = RecompressingSource {
+            source: self.source,
+            layer: layer.clone(),
+            compressed: compressed.clone(),
+            recipe: self.recipe,
+            frames: Arc::new(Frames::new(variant.frames.clone())),
+            compressor: self.compressor.clone(),
+        };
+        self.progress
+            .scale(layer.size as f64 / compressed.size.max(1) as f64);
+        self.uploader(&source).upload(&compressed)
+    }
+
+    /// Compresses a small layer whole, then uploads it from memory.
+    fn in_memory(&self, layer: &Blob) -> Result<Option<Done>> {
+        let frames = FrameStream::open(self.compressor, self.recipe, self.source, layer, 0)
+            .map_err(|e| read_error(layer, e))?;
+        let mut bytes = Vec::new();
+        let mut sizes = Vec::new();
+        for frame in frames {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) if is_already_compressed(&e) => return Ok(None),
+                Err(e) => return Err(read_error(layer, e)),
+            };
+            sizes.push(frame.bytes.len() as u64);
+            bytes.extend_from_slice(&frame.bytes);
+        }
+        self.uploader(self.source).check_stop()?;
+        let variant = Variant::new(
+            &layer.digest,
+            layer.size,
+            &self.recipe,
+            Digest::of(&bytes),
+            sizes,
+        );
+        self.record(&variant);
+        let memory = MemoryBlob {
+            blob: self.compressed_blob(&variant),
+            bytes,
+        };
+        self.progress
+            .scale(layer.size as f64 / variant.size.max(1) as f64);
+        let outcome = self.uploader(&memory).upload(&memory.blob)?;
+        Ok(Some(done(outcome, &variant)))
+    }
+
+    /// A large layer: continues a session an earlier run left, or opens one, and streams.
+    fn streamed(&self, layer: &Blob) -> Result<Option<Done>> {
+        let uploader = self.uploader(self.source);
+        let (session, offset, frames) = match self.saved_stream(layer)? {
+            Some(saved) => saved,
+            None => (uploader.new_session()?, 0, Vec::new()),
+        };
+        let rules = uploader.rules(&session);
+        if !rules.allow_patch {
+            self.repository.cancel_upload(&session);
+            self.forget_stream(layer);
+            return self.two_passes(layer);
+        }
+        if offset == 0 {
+            return self.stream(layer, session, 0, frames, &rules);
+        }
+        self.progress.note(&format!(
+            "layer {}: continuing the compressed upload of an earlier run at byte {offset}",
+            layer.digest.short()
+        ));
+        match self.stream(layer, session, offset, frames, &rules) {
+            // The registry refused the digest: what it held from the earlier run is not
+            // what this run produced. Once more from the start, in a new session.
+            Err(e) if e.class == Class::Registry => {
+                self.progress.note(&format!(
+                    "layer {}: the registry refused the resumed upload ({}); starting it over",
+                    layer.digest.short(),
+                    e.message
+                ));
+                self.forget_stream(layer);
+                let session = uploader.new_session()?;
+                self.stream(layer, session, 0, Vec::new(), &rules)
+            }
+            other => other,
+        }
+    }
+
+    /// For registries that need the digest up front: compress once to learn it, then
+    /// upload as a known blob.
+    fn two_passes(&self, layer: &Blob) -> Result<Option<Done>> {
+        let frames = FrameStream::open(self.compressor, self.recipe, self.source, layer, 0)
+            .map_err(|e| read_error(layer, e))?;
+        let mut hasher = Hasher::new();
+        let mut sizes = Vec::new();
+        for frame in frames {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) if is_already_compressed(&e) => return Ok(None),
+                Err(e) => return Err(read_error(layer, e)),
+            };
+            sizes.push(frame.bytes.len() as u64);
+            hasher.update(&frame.bytes);
+            self.uploader(self.source).check_stop()?;
+        }
+        let variant = Variant::new(
+            &layer.digest,
+            layer.size,
+            &self.recipe,
+            hasher.digest(),
+            sizes,
+        );
+        self.record(&variant);
+        let outcome = self.upload_known(layer, &variant)?;
+        Ok(Some(done(outcome, &variant)))
+    }
+}
+
+fn done(outcome: Outcome, variant: &Variant) -> Done {
+    Done {
+        outcome,
+        compressed: Some(Compressed {
+            digest: variant.digest.clone(),
+            size: variant.size,
+            algorithm: variant.algorithm,
+        }),
+    }
+}
+
+fn read_error(layer: &Blob, error: io::Error) -> Error {
+    if let Some(mismatch) = find_mismatch(&error) {
+        return Error::input(format!(
+            "source layer {} is corrupt: its content hashes to {}",
+            layer.digest, mismatch.actual
+        ))
+        .hint("the archive or cache is damaged; save or copy it again");
+    }
+    crate::upload::source_error(layer, error)
+}
+
+/// What a failed step left to do (as in `upload`).
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+    in_commit: bool,
+}
+
+enum Commit {
+    Done,
+    Failed(Failure),
+}
+
+impl LayerCompression<'_> {
+    /// Remembers the compressed form for later runs; never fails the upload.
+    fn record(&self, variant: &Variant) {
+        if let Some(cache) = self.cache
+            && let Err(e) = cache.record_variant(variant)
+        {
+            self.progress.note(&format!(
+                "cannot remember the compressed form of layer {} in {}: {e}",
+                variant.layer.short(),
+                cache.root().display()
+            ));
+        }
+    }
+
+    fn forget_stream(&self, layer: &Blob) {
+        if let Some(state) = self.state {
+            state.forget_stream_session(
+                self.repository.host(),
+                self.repository.name(),
+                &layer.digest,
+                &self.recipe.id(),
+            );
+        }
+    }
+
+    /// A compressed upload an earlier run left open, if the registry still holds it: the
+    /// session, the offset the registry holds and the block sizes produced back then.
+    fn saved_stream(&self, layer: &Blob) -> Result<Option<(Session, u64, Vec<u64>)>> {
+        let Some(state) = self.state else {
+            return Ok(None);
+        };
+        let (registry, repository) = (self.repository.host(), self.repository.name());
+        let Some(saved) =
+            state.load_stream_session(registry, repository, &layer.digest, &self.recipe.id())
+        else {
+            return Ok(None);
+        };
+        let frames = saved.compression.map(|c| c.frames).unwrap_or_default();
+        let known: u64 = frames.iter().sum();
+        let session = Session {
+            location: saved.location,
+            chunk_min_length: None,
+        };
+        let rules = self.uploader(self.source).rules(&session);
+        let usable = saved.size == layer.size && rules.allow_patch && rules.trust_range;
+        let status = if usable {
+            self.repository.upload_status(&session)?
+        } else {
+            None
+        };
+        match status {
+            Some((session, held)) if held <= known => Ok(Some((session, held, frames))),
+            other => {
+                if let Some((session, _)) = other {
+                    self.repository.cancel_upload(&session);
+                }
+                self.progress.note(&format!(
+                    "layer {}: the registry no longer holds the compressed upload of an earlier run; starting it over",
+                    layer.digest.short()
+                ));
+                state.forget_stream_session(registry, repository, &layer.digest, &self.recipe.id());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves the session with the block sizes produced so far; never fails the upload.
+    fn remember_stream(&self, layer: &Blob, session: &Session, offset: u64, frames: &Frames) {
+        let Some(state) = self.state else { return };
+        let secrets = self.repository.transport().secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        if !state::storable_url(&session.location, &secrets) {
+            if offset == 0 {
+                self.progress.note(&format!(
+                    "layer {}: the upload URL carries credentials, so it is not saved; an interrupted upload of this layer starts over",
+                    layer.digest.short()
+                ));
+            }
+            return;
+        }
+        let saved = SavedSession {
+            version: 0,
+            registry: self.repository.host().to_string(),
+            repository: self.repository.name().to_string(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            location: session.location.clone(),
+            offset,
+            updated: 0,
+            compression: Some(StreamState {
+                recipe: self.recipe.id(),
+                frames: frames.sizes(),
+            }),
+        };
+        if let Err(e) = state.save_session(&saved) {
+            self.progress.note(&format!(
+                "cannot save the upload state in {}: {e}",
+                state.root().display()
+            ));
+        }
+    }
+
+    /// Streams the compressed layer into `session` from compressed byte `offset` (what the
+    /// registry holds), in chunks of the registry's chunk size, then closes the session
+    /// with the digest. After any failure it asks the registry where it stands and goes on
+    /// from there: from the chunk in memory when it can, else by recompressing.
+    fn stream(
+        &self,
+        layer: &Blob,
+        mut session: Session,
+        mut offset: u64,
+        frames: Vec<u64>,
+        rules: &UploadRules,
+    ) -> Result<Option<Done>> {
+        let table = Arc::new(Frames::new(frames));
+        let uploader = self.uploader(self.source);
+        let mut reused = offset;
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut resumes = 0u32;
+        let mut failures = 0u32;
+        let chunk_size = rules.chunk_size.clamp(1, usize::MAX as u64) as usize;
+        self.remember_stream(layer, &session, offset, &table);
+        std::thread::scope(|scope| {
+            let mut chunks = self.produce(scope, layer, table.clone(), offset, chunk_size);
+            let mut pending: Option<Chunk> = None;
+            loop {
+                uploader.check_stop()?;
+                let chunk = match pending.take() {
+                    Some(chunk) => chunk,
+                    None => match chunks.recv() {
+                        Ok(Ok(chunk)) => chunk,
+                        Ok(Err(e)) if is_already_compressed(&e) => {
+                            self.repository.cancel_upload(&session);
+                            self.forget_stream(layer);
+                            return Ok(None);
+                        }
+                        Ok(Err(e)) => {
+                            self.repository.cancel_upload(&session);
+                            self.forget_stream(layer);
+                            return Err(read_error(layer, e));
+                        }
+                        Err(_) => {
+                            return Err(Error::input(format!(
+                                "compressing layer {} stopped unexpectedly",
+                                layer.digest.short()
+                            )));
+                        }
+                    },
+                };
+                if chunk.end() > 0 && chunk.consumed > 0 {
+                    self.progress
+                        .scale(chunk.consumed as f64 / chunk.end() as f64);
+                }
+                let failure = if chunk.bytes.is_empty() || (chunk.last && rules.last_chunk_in_put)
+                {
+                    match self.commit(&session, &chunk, &sent)? {
+                        Commit::Done => {
+                            return Ok(Some(self.finish(layer, &chunk, &table, &sent, reused, resumes)));
+                        }
+                        Commit::Failed(failure) => failure,
+                    }
+                } else {
+                    let open = body(&chunk, &self.progress, &sent);
+                    let length = chunk.bytes.len() as u64;
+                    match self
+                        .repository
+                        .upload_chunk(&session, chunk.start, length, &open)
+                    {
+                        Ok(ChunkOutcome::Accepted {
+                            location,
+                            registry_offset,
+                        }) => {
+                            session.location = location;
+                            let end = chunk.end();
+                            offset = match registry_offset {
+                                Some(held) if rules.trust_range && held < end => held,
+                                _ => end,
+                            };
+                            failures = 0;
+                            self.remember_stream(layer, &session, offset, &table);
+                            if offset >= chunk.start && (offset < end || chunk.last) {
+                                // What the registry did not keep, or the closing request.
+                                pending = Some(chunk.from(offset));
+                            } else if offset < chunk.start {
+                                chunks =
+                                    self.produce(scope, layer, table.clone(), offset, chunk_size);
+                            }
+                            continue;
+                        }
+                        Ok(ChunkOutcome::Refused(response)) => {
+                            let status = response.status;
+                            if !is_transient_status(status) && !matches!(status, 404 | 416) {
+                                self.repository.cancel_upload(&session);
+                                self.forget_stream(layer);
+                                return Err(self.repository.transport().status_error(
+                                    response,
+                                    &format!("uploading layer {}", layer.digest.short()),
+                                ));
+                            }
+                            Failure {
+                                reason: format!("HTTP {status}"),
+                                retry_after: transport::retry_after(&response),
+                                in_commit: false,
+                            }
+                        }
+                        Err(e) if e.class != Class::Network => return Err(e),
+                        Err(e) => Failure {
+                            reason: e.message,
+                            retry_after: None,
+                            in_commit: false,
+                        },
+                    }
+                };
+                failures += 1;
+                resumes += 1;
+                if failures > self.options.retry.attempts {
+                    return Err(Error::network(format!(
+                        "uploading layer {} (compressed) stopped at byte {offset}: {}",
+                        layer.digest.short(),
+                        failure.reason
+                    ))
+                    .hint("run the same command again to resume"));
+                }
+                let wait = self
+                    .options
+                    .retry
+                    .delay(failures - 1, failure.retry_after);
+                self.progress.note(&format!(
+                    "layer {}: compressed upload at byte {offset} failed ({}); resuming in {:.1}s",
+                    layer.digest.short(),
+                    failure.reason,
+                    wait.as_secs_f64()
+                ));
+                uploader.pause(wait);
+                uploader.check_stop()?;
+                let (resumed, held) = uploader.resume_point(&session, rules)?;
+                if failure.in_commit
+                    && !same_session(&session, &resumed)
+                    && let Some(digest) = &chunk.digest
+                    && self.repository.check_existing_blob(digest)?.is_some()
+                {
+                    self.repository.cancel_upload(&resumed);
+                    return Ok(Some(self.finish(layer, &chunk, &table, &sent, reused, resumes)));
+                }
+                if held == 0 && !same_session(&session, &resumed) {
+                    self.progress.note(&format!(
+                        "layer {}: the registry lost the upload session; starting the layer over",
+                        layer.digest.short()
+                    ));
+                    reused = 0;
+                    self.progress.rewound(offset);
+                } else if held < offset {
+                    self.progress.rewound(offset - held);
+                }
+                if held > offset {
+                    failures = 0;
+                }
+                session = resumed;
+                offset = held;
+                if chunk.start <= held && held <= chunk.end() {
+                    pending = Some(chunk.from(held));
+                } else {
+                    chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
+                }
+                self.remember_stream(layer, &session, offset, &table);
+            }
+        })
+    }
+
+    /// The closing `PUT ?digest=`, with the last chunk as its body when the registry wants
+    /// it there. A failure that may have come after the registry stored the blob is
+    /// checked with a `HEAD` first.
+    fn commit(&self, session: &Session, chunk: &Chunk, sent: &Arc<AtomicU64>) -> Result<Commit> {
+        let Some(digest) = &chunk.digest else {
+            return Err(Error::input("the compressed stream ended without its digest"));
+        };
+        let open = body(chunk, &self.progress, sent);
+        let body = if chunk.bytes.is_empty() {
+            Body::Empty
+        } else {
+            Body::Stream {
+                open: &open,
+                length: chunk.bytes.len() as u64,
+            }
+        };
+        let failure = match self.repository.commit_blob(session, digest, body) {
+            Ok(Ok(())) => return Ok(Commit::Done),
+            Ok(Err(response)) => {
+                if self.repository.check_existing_blob(digest)?.is_some() {
+                    return Ok(Commit::Done);
+                }
+                let status = response.status;
+                if !is_transient_status(status) && !matches!(status, 404 | 416) {
+                    return Err(self.repository.transport().status_error(
+                        response,
+                        &format!("committing compressed blob {}", digest.short()),
+                    ));
+                }
+                Failure {
+                    reason: format!("HTTP {status}"),
+                    retry_after: transport::retry_after(&response),
+                    in_commit: true,
+                }
+            }
+            Err(e) if e.class != Class::Network => return Err(e),
+            Err(e) => {
+                if self.repository.check_existing_blob(digest)?.is_some() {
+                    return Ok(Commit::Done);
+                }
+                Failure {
+                    reason: e.message,
+                    retry_after: None,
+                    in_commit: true,
+                }
+            }
+        };
+        Ok(Commit::Failed(failure))
+    }
+
+    fn finish(
+        &self,
+        layer: &Blob,
+        last: &Chunk,
+        table: &Frames,
+        sent: &AtomicU64,
+        reused: u64,
+        resumes: u32,
+    ) -> Done {
+        self.forget_stream(layer);
+        let digest = last.digest.clone().expect("the last chunk carries the digest");
+        let variant = Variant::new(
+            &layer.digest,
+            layer.size,
+            &self.recipe,
+            digest,
+            table.sizes(),
+        );
+        self.record(&variant);
+        let sent = sent.load(Ordering::Relaxed);
+        done(
+            Outcome::Uploaded {
+                sent,
+                reused,
+                resent: (sent + reused).saturating_sub(variant.size),
+                resumes,
+            },
+            &variant,
+        )
+    }
+
+    /// Starts a thread that compresses the layer from its start and hands out the
+    /// compressed stream from byte `from` on in chunks, hashing everything (the part
+    /// before `from` too: the registry holds it, the digest covers it). One chunk waits
+    /// ready while the previous one is sent, so the network and the compressors overlap,
+    /// and memory stays at two chunks plus the blocks in the pool.
+    fn produce<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        layer: &'env Blob,
+        table: Arc<Frames>,
+        from: u64,
+        chunk_size: usize,
+    ) -> Receiver<io::Result<Chunk>> {
+        let (sender, receiver) = crossbeam_channel::bounded(0);
+        scope.spawn(move || {
+            let result = CompressedReader::open(
+                self.compressor,
+                self.recipe,
+                self.source,
+                layer,
+                table,
+                0,
+            )
+            .and_then(|reader| fill_chunks(reader, from, chunk_size, &sender));
+            if let Err(e) = result {
+                let _ = sender.send(Err(e));
+            }
+        });
+        receiver
+    }
+}
+
+fn fill_chunks(
+    mut reader: CompressedReader,
+    from: u64,
+    chunk_size: usize,
+    out: &Sender<io::Result<Chunk>>,
+) -> io::Result<()> {
+    let mut hasher = Hasher::new();
+    let mut position = 0u64;
+    let mut scratch = vec![0u8; 1 << 16];
+    while position < from {
+        let want = (from - position).min(scratch.len() as u64) as usize;
+        let n = reader.read(&mut scratch[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the compressed stream ends at byte {position}, before the {from} bytes the registry holds"
+                ),
+            ));
+        }
+        hasher.update(&scratch[..n]);
+        position += n as u64;
+    }
+    let mut carry: Option<u8> = None;
+    loop {
+        let mut bytes = vec![0u8; chunk_size];
+        let mut filled = 0;
+        if let Some(byte) = carry.take() {
+            bytes[0] = byte;
+            filled = 1;
+        }
+        while filled < chunk_size {
+            let n = reader.read(&mut bytes[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        bytes.truncate(filled);
+        // Whether anything follows decides if this chunk closes the stream.
+        let last = filled < chunk_size || {
+            let mut one = [0u8; 1];
+            let more = reader.read(&mut one)? == 1;
+            if more {
+                carry = Some(one[0]);
+            }
+            !more
+        };
+        hasher.update(&bytes);
+        let start = position;
+        position += bytes.len() as u64;
+        let chunk = Chunk {
+            start,
+            bytes: Arc::new(bytes),
+            last,
+            digest: last.then(|| hasher.digest()),
+            consumed: reader.consumed(),
+        };
+        if out.send(Ok(chunk)).is_err() || last {
+            return Ok(());
+        }
+    }
+}
+
+/// A request body over a chunk in memory, counting bytes as the network takes them. A
+/// chunk in flight is finished even after Ctrl-C, so the saved session stays exact.
+fn body<'a>(
+    chunk: &Chunk,
+    progress: &'a Arc<dyn Progress>,
+    sent: &'a Arc<AtomicU64>,
+) -> impl Fn() -> io::Result<Box<dyn Read + Send>> + Sync + 'a {
+    let bytes = chunk.bytes.clone();
+    move || -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(Counting::new(
+            SharedBytes {
+                bytes: bytes.clone(),
+                position: 0,
+            },
+            progress.clone(),
+            sent.clone(),
+            None,
+        )))
+    }
+}
+
+struct SharedBytes {
+    bytes: Arc<Vec<u8>>,
+    position: usize,
+}
+
+impl Read for SharedBytes {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.bytes[self.position..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.position += n;
+        Ok(n)
+    }
+}
