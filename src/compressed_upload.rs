@@ -33,8 +33,8 @@ use crate::cache::Cache;
 use crate::cache::variants::Variant;
 use crate::compress::manifest::Compressed;
 use crate::compress::{
-    CompressedReader, Compressor, FrameStream, Frames, MemoryBlob, Recipe,
-    RecompressingSource, is_already_compressed,
+    CompressedReader, Compressor, FrameStream, Frames, MemoryBlob, Recipe, RecompressingSource,
+    is_already_compressed,
 };
 use crate::digest::{Digest, Hasher, find_mismatch};
 use crate::error::{Class, Error, Result};
@@ -462,11 +462,12 @@ impl LayerCompression<'_> {
                     self.progress
                         .scale(chunk.consumed as f64 / chunk.end() as f64);
                 }
-                let failure = if chunk.bytes.is_empty() || (chunk.last && rules.last_chunk_in_put)
-                {
+                let failure = if chunk.bytes.is_empty() || (chunk.last && rules.last_chunk_in_put) {
                     match self.commit(&session, &chunk, &sent)? {
                         Commit::Done => {
-                            return Ok(Some(self.finish(layer, &chunk, &table, &sent, reused, resumes)));
+                            return Ok(Some(
+                                self.finish(layer, &chunk, &table, &sent, reused, resumes),
+                            ));
                         }
                         Commit::Failed(failure) => failure,
                     }
@@ -532,10 +533,7 @@ impl LayerCompression<'_> {
                     ))
                     .hint("run the same command again to resume"));
                 }
-                let wait = self
-                    .options
-                    .retry
-                    .delay(failures - 1, failure.retry_after);
+                let wait = self.options.retry.delay(failures - 1, failure.retry_after);
                 self.progress.note(&format!(
                     "layer {}: compressed upload at byte {offset} failed ({}); resuming in {:.1}s",
                     layer.digest.short(),
@@ -551,7 +549,9 @@ impl LayerCompression<'_> {
                     && self.repository.check_existing_blob(digest)?.is_some()
                 {
                     self.repository.cancel_upload(&resumed);
-                    return Ok(Some(self.finish(layer, &chunk, &table, &sent, reused, resumes)));
+                    return Ok(Some(
+                        self.finish(layer, &chunk, &table, &sent, reused, resumes),
+                    ));
                 }
                 if held == 0 && !same_session(&session, &resumed) {
                     self.progress.note(&format!(
@@ -583,7 +583,9 @@ impl LayerCompression<'_> {
     /// checked with a `HEAD` first.
     fn commit(&self, session: &Session, chunk: &Chunk, sent: &Arc<AtomicU64>) -> Result<Commit> {
         let Some(digest) = &chunk.digest else {
-            return Err(Error::input("the compressed stream ended without its digest"));
+            return Err(Error::input(
+                "the compressed stream ended without its digest",
+            ));
         };
         let open = body(chunk, &self.progress, sent);
         let body = if chunk.bytes.is_empty() {
@@ -638,7 +640,10 @@ impl LayerCompression<'_> {
         resumes: u32,
     ) -> Done {
         self.forget_stream(layer);
-        let digest = last.digest.clone().expect("the last chunk carries the digest");
+        let digest = last
+            .digest
+            .clone()
+            .expect("the last chunk carries the digest");
         let variant = Variant::new(
             &layer.digest,
             layer.size,
@@ -674,15 +679,9 @@ impl LayerCompression<'_> {
     ) -> Receiver<io::Result<Chunk>> {
         let (sender, receiver) = crossbeam_channel::bounded(0);
         scope.spawn(move || {
-            let result = CompressedReader::open(
-                self.compressor,
-                self.recipe,
-                self.source,
-                layer,
-                table,
-                0,
-            )
-            .and_then(|reader| fill_chunks(reader, from, chunk_size, &sender));
+            let result =
+                CompressedReader::open(self.compressor, self.recipe, self.source, layer, table, 0)
+                    .and_then(|reader| fill_chunks(reader, from, chunk_size, &sender));
             if let Err(e) = result {
                 let _ = sender.send(Err(e));
             }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 
+use crate::compress::MeterReading;
 use crate::scheduler::Gate;
 use crate::units::human_rate;
 
@@ -565,6 +566,70 @@ pub struct Status {
     pub max: usize,
     /// `None` for a fixed concurrency.
     pub strategy: Option<Strategy>,
+    /// While layers are compressed on the way: the compressors' side of the pipeline.
+    pub compression: Option<CompressionStatus>,
+}
+
+/// Which side limits a push that compresses: the compression threads or the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bottleneck {
+    Network,
+    Compression,
+}
+
+impl Bottleneck {
+    /// Compression threads busy this share of the time or more are the bottleneck: the
+    /// uploads wait for them. Below it they wait for the uploads (the network), which
+    /// take compressed data only as fast as the link carries it.
+    pub const BUSY: f64 = 0.75;
+
+    pub fn of(busy: f64) -> Bottleneck {
+        if busy >= Bottleneck::BUSY {
+            Bottleneck::Compression
+        } else {
+            Bottleneck::Network
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bottleneck::Network => "network",
+            Bottleneck::Compression => "compression",
+        }
+    }
+}
+
+/// The compressors over the last few seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompressionStatus {
+    /// Uncompressed bytes compressed per second.
+    pub speed: f64,
+    /// Compressed bytes over uncompressed bytes, so far.
+    pub ratio: f64,
+    /// Share of the compression threads' time spent compressing.
+    pub busy: f64,
+    pub threads: usize,
+    pub bottleneck: Bottleneck,
+}
+
+/// The compressors over the whole transfer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CompressionAnalytics {
+    pub threads: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Uncompressed bytes per second over the transfer.
+    pub average_speed: f64,
+    /// What the threads would do if never idle: bytes in over busy time, times threads.
+    pub capacity: f64,
+    /// Share of the threads' time spent compressing.
+    pub busy: f64,
+    /// Seconds in which the compressors, and the network, limited the push.
+    pub compression_bound_seconds: f64,
+    pub network_bound_seconds: f64,
+    /// The side that limited the push most of the time.
+    pub bottleneck: Bottleneck,
 }
 
 /// A change the controller made, for the log and the report.
@@ -596,6 +661,8 @@ pub struct Analytics {
     pub trend_slope: f64,
     pub trend_r2: f64,
     pub changes: Vec<Change>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionAnalytics>,
 }
 
 /// The monitor's state between samples: the window, running totals for the report and,
@@ -613,6 +680,12 @@ pub struct Tracker {
     busy_seconds: f64,
     peak: f64,
     first: Option<Sample>,
+    /// Compression meter readings (time, reading) over the last `MEMORY` seconds.
+    compression: VecDeque<(f64, MeterReading)>,
+    compression_first: Option<(f64, MeterReading)>,
+    compressor_threads: usize,
+    /// Seconds judged compression-bound and network-bound.
+    bound: [f64; 2],
 }
 
 impl Tracker {
@@ -632,7 +705,97 @@ impl Tracker {
             busy_seconds: 0.0,
             peak: 0.0,
             first: None,
+            compression: VecDeque::new(),
+            compression_first: None,
+            compressor_threads: 0,
+            bound: [0.0; 2],
         }
+    }
+
+    /// Also watches `threads` compression threads (see [`Tracker::observe_compression`]).
+    pub fn with_compressors(mut self, threads: usize) -> Tracker {
+        self.compressor_threads = threads;
+        self
+    }
+
+    /// Adds a reading of the compression meter, taken at `at` seconds.
+    pub fn observe_compression(&mut self, at: f64, reading: MeterReading) {
+        if let Some(&(previous_at, previous)) = self.compression.back() {
+            let seconds = at - previous_at;
+            let compressed = reading.bytes_in > previous.bytes_in
+                || reading.busy_seconds > previous.busy_seconds;
+            if seconds > 0.0 && compressed {
+                let busy = (reading.busy_seconds - previous.busy_seconds)
+                    / (seconds * self.compressor_threads.max(1) as f64);
+                match Bottleneck::of(busy) {
+                    Bottleneck::Compression => self.bound[0] += seconds,
+                    Bottleneck::Network => self.bound[1] += seconds,
+                }
+            }
+        }
+        self.compression_first.get_or_insert((at, reading));
+        self.compression.push_back((at, reading));
+        while self
+            .compression
+            .front()
+            .is_some_and(|(t, _)| at - t > MEMORY)
+        {
+            self.compression.pop_front();
+        }
+    }
+
+    fn compression_status(&self) -> Option<CompressionStatus> {
+        let &(last_at, last) = self.compression.back()?;
+        let &(first_at, first) = self
+            .compression
+            .iter()
+            .find(|(t, _)| last_at - t <= SPEED_SPAN + EPSILON)?;
+        let seconds = last_at - first_at;
+        if seconds <= 0.0 || last.bytes_in == 0 {
+            return None;
+        }
+        let threads = self.compressor_threads.max(1);
+        let busy =
+            ((last.busy_seconds - first.busy_seconds) / (seconds * threads as f64)).clamp(0.0, 1.0);
+        Some(CompressionStatus {
+            speed: last.bytes_in.saturating_sub(first.bytes_in) as f64 / seconds,
+            ratio: last.bytes_out as f64 / last.bytes_in as f64,
+            busy,
+            threads,
+            bottleneck: Bottleneck::of(busy),
+        })
+    }
+
+    fn compression_analytics(&self) -> Option<CompressionAnalytics> {
+        let &(first_at, first) = self.compression_first.as_ref()?;
+        let &(last_at, last) = self.compression.back()?;
+        let seconds = last_at - first_at;
+        let bytes_in = last.bytes_in.saturating_sub(first.bytes_in);
+        if bytes_in == 0 || seconds <= 0.0 {
+            return None;
+        }
+        let busy_seconds = last.busy_seconds - first.busy_seconds;
+        let threads = self.compressor_threads.max(1);
+        let [compression, network] = self.bound;
+        Some(CompressionAnalytics {
+            threads,
+            bytes_in,
+            bytes_out: last.bytes_out.saturating_sub(first.bytes_out),
+            average_speed: bytes_in as f64 / seconds,
+            capacity: if busy_seconds > 0.0 {
+                bytes_in as f64 / busy_seconds * threads as f64
+            } else {
+                0.0
+            },
+            busy: (busy_seconds / (seconds * threads as f64)).clamp(0.0, 1.0),
+            compression_bound_seconds: compression,
+            network_bound_seconds: network,
+            bottleneck: if compression > network {
+                Bottleneck::Compression
+            } else {
+                Bottleneck::Network
+            },
+        })
     }
 
     pub fn limit(&self) -> usize {
@@ -753,6 +916,7 @@ impl Tracker {
             limit: self.limit,
             max: self.max,
             strategy: self.strategy(),
+            compression: self.compression_status(),
         }
     }
 
@@ -781,6 +945,7 @@ impl Tracker {
             trend_slope: fit.map_or(0.0, |f| f.slope),
             trend_r2: fit.map_or(0.0, |f| f.r2),
             changes: self.changes.clone(),
+            compression: self.compression_analytics(),
         }
     }
 }
@@ -795,6 +960,8 @@ pub struct Sources<'a> {
     pub gate: &'a Gate,
     pub sent: &'a (dyn Fn() -> u64 + Sync),
     pub queued: &'a (dyn Fn() -> usize + Sync),
+    /// The compression meter, when layers are compressed on the way.
+    pub compression: Option<&'a (dyn Fn() -> MeterReading + Sync)>,
 }
 
 /// The monitor thread's loop: every tick, `show` gets the current status (and the
@@ -809,8 +976,12 @@ pub fn watch(
     let started = Instant::now();
     let ticker = crossbeam_channel::tick(TICK);
     let sample = |tracker: &mut Tracker| {
+        let at = started.elapsed().as_secs_f64();
+        if let Some(read) = sources.compression {
+            tracker.observe_compression(at, read());
+        }
         let change = tracker.observe(Sample {
-            at: started.elapsed().as_secs_f64(),
+            at,
             sent: (sources.sent)(),
             running: sources.gate.running(),
             limit: sources.gate.limit(),
@@ -1227,6 +1398,51 @@ mod tests {
         assert_eq!(analytics.peak_speed, 10.0 * MB);
         assert_eq!(analytics.utilization, 1.0);
         assert_eq!(analytics.bytes_sent, 50_000_000);
+    }
+
+    #[test]
+    fn busy_compressors_are_the_bottleneck_and_idle_ones_wait_for_the_network() {
+        let reading = |bytes_in: u64, busy_seconds: f64| MeterReading {
+            bytes_in,
+            bytes_out: bytes_in / 3,
+            busy_seconds,
+            starved_seconds: 0.0,
+        };
+        // Two threads, each busy 90% of every second: compression limits the push.
+        let mut tracker = Tracker::new(None, 2).with_compressors(2);
+        for k in 0..=8u64 {
+            tracker.observe_compression(k as f64 * 0.25, reading(k * 25_000_000, k as f64 * 0.45));
+        }
+        let status = tracker.compression_status().unwrap();
+        assert_eq!(status.bottleneck, Bottleneck::Compression);
+        assert!((status.busy - 0.9).abs() < 1e-9);
+        assert_eq!(status.speed, 100.0 * MB);
+        let analytics = tracker.compression_analytics().unwrap();
+        assert_eq!(analytics.bottleneck, Bottleneck::Compression);
+        assert_eq!(analytics.compression_bound_seconds, 2.0);
+        assert_eq!(analytics.capacity, 200.0 * MB / 0.9);
+        // Busy a tenth of the time: the compressors wait for the network.
+        let mut tracker = Tracker::new(None, 2).with_compressors(2);
+        for k in 0..=8u64 {
+            tracker.observe_compression(k as f64 * 0.25, reading(k * 2_500_000, k as f64 * 0.05));
+        }
+        assert_eq!(
+            tracker.compression_status().unwrap().bottleneck,
+            Bottleneck::Network
+        );
+        assert_eq!(
+            tracker
+                .compression_analytics()
+                .unwrap()
+                .network_bound_seconds,
+            2.0
+        );
+        // Nothing compressed: nothing to report.
+        let mut idle = Tracker::new(None, 1).with_compressors(2);
+        idle.observe_compression(0.0, MeterReading::default());
+        idle.observe_compression(1.0, MeterReading::default());
+        assert_eq!(idle.compression_status(), None);
+        assert_eq!(idle.compression_analytics(), None);
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl Reporter {
             status: status.clone(),
             done: layers.iter().map(position).sum(),
             total,
+            sent: self.counters.sent(),
             running: layers
                 .iter()
                 .filter(|l| l.phase == Phase::Running)
@@ -386,6 +387,8 @@ pub struct View {
     /// Bytes of all blobs done or in flight, of `total`.
     pub done: u64,
     pub total: u64,
+    /// Bytes handed to the network (fewer than `done` when layers are compressed).
+    pub sent: u64,
     pub running: Vec<LayerView>,
 }
 
@@ -480,14 +483,18 @@ fn eta(view: &View) -> (String, Option<String>) {
     if remaining == 0 {
         return ("ETA 0s".to_string(), None);
     }
-    if view.status.speed <= 0.0 {
+    // Compressed layers count in their own bytes; the network moves fewer.
+    let speed = match view.status.compression {
+        Some(_) if view.sent > 0 && view.done > 0 => {
+            view.status.speed * view.done as f64 / view.sent as f64
+        }
+        _ => view.status.speed,
+    };
+    if speed <= 0.0 {
         return ("ETA --".to_string(), None);
     }
     (
-        format!(
-            "ETA {}",
-            human_duration(remaining as f64 / view.status.speed)
-        ),
+        format!("ETA {}", human_duration(remaining as f64 / speed)),
         Some(format!("({:.0}%)", view.status.confidence * 100.0)),
     )
 }
@@ -555,6 +562,15 @@ pub fn render_live(view: &View, width: usize, color: bool) -> Vec<String> {
         Some(strategy) => engine = engine.plain("  ").colored(strategy.name(), CYAN),
         None => engine = engine.plain("  fixed"),
     }
+    if let Some(compression) = &status.compression {
+        engine = engine
+            .plain(format!(
+                "  compress {} ({:.0}%), bottleneck: ",
+                human_rate(compression.speed),
+                compression.ratio * 100.0
+            ))
+            .colored(compression.bottleneck.name(), CYAN);
+    }
     lines.push(engine.finish(width, color));
 
     for layer in view.running.iter().take(MAX_LAYER_LINES) {
@@ -598,10 +614,20 @@ pub fn render_summary(view: &View) -> String {
         Trend::Steady => "steady",
         Trend::Falling => "falling",
     };
-    let engine = match status.strategy {
+    let mut engine = match status.strategy {
         Some(strategy) => format!("{}, {}", workers(status), strategy.name()),
         None => workers(status),
     };
+    if let Some(c) = &status.compression {
+        engine.push_str(&format!(
+            "; compressing {} to {:.0}% ({} threads {:.0}% busy), bottleneck {}",
+            human_rate(c.speed),
+            c.ratio * 100.0,
+            c.threads,
+            c.busy * 100.0,
+            c.bottleneck.name()
+        ));
+    }
     format!(
         "progress: {}% ({} of {}) at {} ({trend}); {engine}; {}",
         percent(view.done, view.total),
@@ -720,6 +746,32 @@ pub fn render_analytics(analytics: &Analytics, classes: &[ClassCount]) -> Vec<St
             confidence_word(a.trend_r2)
         ),
     ];
+    if let Some(c) = &a.compression {
+        let total = c.compression_bound_seconds + c.network_bound_seconds;
+        let share = if total > 0.0 {
+            let side = match c.bottleneck {
+                crate::monitor::Bottleneck::Compression => c.compression_bound_seconds,
+                crate::monitor::Bottleneck::Network => c.network_bound_seconds,
+            };
+            format!(" ({:.0}% of the time)", side / total * 100.0)
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "  compression        {} -> {} ({:.0}%) at {}; {} threads {:.0}% busy (capacity {})",
+            human_bytes(c.bytes_in),
+            human_bytes(c.bytes_out),
+            c.bytes_out as f64 / c.bytes_in.max(1) as f64 * 100.0,
+            human_rate(c.average_speed),
+            c.threads,
+            c.busy * 100.0,
+            human_rate(c.capacity)
+        ));
+        lines.push(format!(
+            "  bottleneck         {}{share}",
+            c.bottleneck.name()
+        ));
+    }
     if a.dynamic {
         lines.push(format!("  strategy changes   {}", a.changes.len()));
         lines.extend(a.changes.iter().map(|c| {
@@ -754,6 +806,7 @@ mod tests {
             limit: 4,
             max: 8,
             strategy,
+            compression: None,
         }
     }
 
@@ -762,6 +815,7 @@ mod tests {
             status: status(strategy),
             done: 1_234_000_000,
             total: 2_700_000_000,
+            sent: 1_234_000_000,
             running: (0..running)
                 .map(|i| LayerView {
                     id: format!("{i:012x}"),
@@ -938,6 +992,7 @@ mod tests {
                 strategy: Strategy::AdaptiveBoost,
                 reason: "2 workers moved 5.0 MB/s: trying 4".to_string(),
             }],
+            compression: None,
         };
         let lines = render_analytics(&analytics, &class_counts([10, 200 << 20]));
         assert_eq!(
@@ -952,6 +1007,34 @@ mod tests {
                 "  strategy changes   1",
                 "        3.0s  2 -> 4  AdaptiveBoost: 2 workers moved 5.0 MB/s: trying 4",
             ]
+        );
+    }
+
+    #[test]
+    fn compression_shows_its_speed_and_the_bottleneck() {
+        use crate::monitor::{Bottleneck, CompressionStatus};
+        let mut view = view(None, 0);
+        view.status.compression = Some(CompressionStatus {
+            speed: 85_000_000.0,
+            ratio: 0.33,
+            busy: 0.95,
+            threads: 2,
+            bottleneck: Bottleneck::Compression,
+        });
+        // A third of the bytes on the wire: the ETA counts in layer bytes.
+        view.sent = view.done / 3;
+        let lines = render_live(&view, 100, false);
+        assert_eq!(
+            lines[1],
+            "workers 3/4  fixed  compress 85.0 MB/s (33%), bottleneck: compression"
+        );
+        assert!(lines[0].ends_with("ETA 40s (84%)"), "{}", lines[0]);
+        assert!(
+            render_summary(&view).contains(
+                "; compressing 85.0 MB/s to 33% (2 threads 95% busy), bottleneck compression;"
+            ),
+            "{}",
+            render_summary(&view)
         );
     }
 

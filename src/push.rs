@@ -2,13 +2,19 @@
 //! first, so the longest transfer starts first), then the manifests in order, children
 //! before the index that names them, the last one under the target's tag.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cache::Cache;
+use crate::compress::manifest::{self, Compressed};
+use crate::compress::plan::{self, Plan};
+use crate::compress::{Algorithm, MeterReading, Mode};
+use crate::compressed_upload::{Done, LayerCompression};
 use crate::digest::Digest;
 use crate::error::{Class, Error, Result};
-use crate::image::{Artifact, Blob, BlobSource};
-use crate::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::image::{Artifact, Blob, BlobSource, RawManifest, media};
+use crate::monitor::{self, Analytics, Bottleneck, Change, Sources, Status, Tracker, Tuning};
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
@@ -31,6 +37,10 @@ pub struct PushOptions {
     pub dry_run: bool,
     /// Finish at once when the target tag already serves this exact manifest.
     pub skip_existing: bool,
+    /// `--compress`.
+    pub compress: Mode,
+    /// Compression threads (the pool every compressed layer shares).
+    pub compress_threads: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -61,6 +71,41 @@ pub struct PushReport {
     pub layers: Vec<LayerReport>,
     /// How the worker pool ran (absent when nothing was transferred).
     pub concurrency: Option<ConcurrencyReport>,
+    /// What compression did (absent with `--compress none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionReport>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompressionReport {
+    /// What `--compress` asked for: `auto`, `gzip` or `zstd`.
+    pub mode: &'static str,
+    /// What was used: `gzip`, `zstd`, or `none` (auto chose to send raw).
+    pub algorithm: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u64>,
+    pub threads: usize,
+    /// Why `auto` chose what it chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub layers_compressed: usize,
+    /// Size of the compressed layers before and after compression.
+    pub bytes_uncompressed: u64,
+    pub bytes_compressed: u64,
+    /// Manifests that became OCI manifests because they got zstd layers.
+    pub manifests_converted: usize,
+    /// Uncompressed bytes per second compressed (0 when nothing had to be compressed).
+    pub speed: f64,
+    /// What the threads could do if never idle.
+    pub capacity: f64,
+    /// Share of the threads' time spent compressing.
+    pub busy: f64,
+    /// Network bytes per second while compressing.
+    pub network_speed: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<Bottleneck>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -71,6 +116,14 @@ pub struct LayerReport {
     pub size_class: SizeClass,
     /// `uploaded`, `existed` or `mounted`.
     pub outcome: &'static str,
+    /// For a layer compressed on the way (`digest`, `size` and `media_type` are then the
+    /// compressed blob's): the uncompressed layer it came from, and the algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mounted_from: Option<String>,
     pub bytes_sent: u64,
@@ -104,12 +157,39 @@ pub fn push(
     reporter: &Arc<Reporter>,
 ) -> Result<PushReport> {
     let root = artifact.root();
-    if let Some(digest) = target.digest()
-        && digest != root.digest.as_str()
+    let cache = state.map(|s| Cache::new(s.cache_dir()));
+    // A dry run measures nothing (auto would send a probe): it reports the raw layers.
+    let mode = match options.compress {
+        Mode::Auto if options.dry_run => Mode::None,
+        mode => mode,
+    };
+    let plan = plan::prepare(&plan::Inputs {
+        artifact,
+        source,
+        repository,
+        state,
+        cache: cache.as_ref(),
+        reporter,
+        mode,
+        threads: options.compress_threads,
+    })?;
+    if let Some(reason) = &plan.reason {
+        let chosen = plan.recipe.map_or("none", |r| r.algorithm.name());
+        reporter.info(&format!("compression: {chosen} ({reason})"));
+    }
+    // The manifests are known in advance unless layers still have to be compressed to
+    // learn their digests.
+    let predicted = plan.predicted(artifact)?;
+    let expected_root = match &predicted {
+        Some(rewritten) => rewritten.manifests.last().map(|m| m.digest.clone()),
+        None if !plan.is_active() => Some(root.digest.clone()),
+        None => None,
+    };
+    if let (Some(digest), Some(expected)) = (target.digest(), &expected_root)
+        && digest != expected.as_str()
     {
         return Err(Error::usage(format!(
-            "the target names digest {digest}, but the image is {}",
-            root.digest
+            "the target names digest {digest}, but the image is {expected}"
         ))
         .hint("push by tag, or name the image's own digest"));
     }
@@ -122,44 +202,149 @@ pub fn push(
         dry_run: options.dry_run,
         ..PushReport::default()
     };
-    if options.skip_existing && target_is_current(repository, target, &root.digest) {
+    if let Some(rewritten) = &predicted
+        && let Some(new_root) = rewritten.manifests.last()
+    {
+        report.digest = new_root.digest.to_string();
+        report.manifest_size = new_root.bytes.len();
+    }
+    if options.skip_existing
+        && let Some(expected) = &expected_root
+        && target_is_current(repository, target, expected)
+    {
         reporter.info(&format!(
-            "{target} already serves {}; nothing to push",
-            root.digest
+            "{target} already serves {expected}; nothing to push"
         ));
         report.up_to_date = true;
         report.bytes_skipped = report.bytes_total;
+        report.compression = compression_report(&plan, &BTreeMap::new(), 0, None, artifact);
         return Ok(report);
     }
     if options.dry_run {
+        if plan.is_active() {
+            reporter.info(&format!(
+                "{} uncompressed layers would be compressed with {} on the way",
+                plan.layers.len(),
+                plan.recipe.map_or("none", |r| r.algorithm.name())
+            ));
+        }
         return dry_run(artifact, repository, report, reporter);
     }
-    let analytics = upload_blobs(
+    let job = Job {
         artifact,
         source,
         repository,
         options,
         state,
+        cache: cache.as_ref(),
+        plan: &plan,
         reporter,
-        &mut report,
-    )
-    .map_err(|error| interrupted_or(error, &report))?;
+    };
+    let (analytics, compressed) =
+        upload_blobs(&job, &mut report).map_err(|error| interrupted_or(error, &report))?;
     if options.upload.stop.is_requested() {
         return Err(interrupted_or(
             Error::interrupted("stopped by a signal"),
             &report,
         ));
     }
-    commit_manifests(artifact, repository, target, reporter)?;
+    let rewritten = manifest::rewrite(&artifact.manifests, &compressed)?;
+    let new_root = rewritten
+        .manifests
+        .last()
+        .expect("an artifact always has a root manifest");
+    if let Some(digest) = target.digest()
+        && digest != new_root.digest.as_str()
+    {
+        return Err(Error::usage(format!(
+            "the target names digest {digest}, but the compressed image is {}",
+            new_root.digest
+        ))
+        .hint("push by tag, or name the digest of the compressed image"));
+    }
+    if rewritten.converted > 0 {
+        reporter.info(&format!(
+            "zstd layers need OCI manifests (Docker schema 2 has no zstd type): {} manifest{} converted to OCI",
+            rewritten.converted,
+            if rewritten.converted == 1 { "" } else { "s" }
+        ));
+    }
+    report.digest = new_root.digest.to_string();
+    report.manifest_size = new_root.bytes.len();
+    commit_manifests(&rewritten.manifests, repository, target, reporter)?;
     report.retries = repository.transport().retries();
     report.duration_seconds = reporter.elapsed().as_secs_f64();
+    report.compression = compression_report(
+        &plan,
+        &compressed,
+        rewritten.converted,
+        analytics.as_ref(),
+        artifact,
+    );
     if let Some(analytics) = analytics {
+        remember_link_speed(state, repository, &analytics, reporter);
         let classes = class_counts(artifact.blobs.iter().map(|b| b.size));
         for line in render_analytics(&analytics, &classes) {
             reporter.detail(&line);
         }
     }
     Ok(report)
+}
+
+/// Keeps the link speed this push measured for `--compress auto` next time, unless the
+/// compressors (not the network) set the pace, or too little was sent to tell.
+fn remember_link_speed(
+    state: Option<&StateDir>,
+    repository: &Repository,
+    analytics: &Analytics,
+    reporter: &Reporter,
+) {
+    const ENOUGH: u64 = 4 << 20;
+    let network_bound = analytics
+        .compression
+        .is_none_or(|c| c.bottleneck == Bottleneck::Network);
+    if let Some(state) = state
+        && analytics.bytes_sent >= ENOUGH
+        && network_bound
+        && let Err(e) = state.record_link_speed(
+            repository.host(),
+            analytics.average_speed.max(analytics.peak_speed),
+        )
+    {
+        reporter.detail(&format!("cannot remember the link speed: {e}"));
+    }
+}
+
+fn compression_report(
+    plan: &Plan,
+    compressed: &BTreeMap<Digest, Compressed>,
+    converted: usize,
+    analytics: Option<&Analytics>,
+    artifact: &Artifact,
+) -> Option<CompressionReport> {
+    if plan.mode == Mode::None {
+        return None;
+    }
+    let sizes: BTreeMap<&Digest, u64> =
+        artifact.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+    let figures = analytics.and_then(|a| a.compression.map(|c| (a, c)));
+    Some(CompressionReport {
+        mode: plan.mode.name(),
+        algorithm: plan.recipe.map_or("none", |r| r.algorithm.name()),
+        level: plan.recipe.map(|r| r.level),
+        block_size: plan.recipe.map(|r| r.block_size),
+        threads: plan.compressor.as_ref().map_or(0, |c| c.threads()),
+        reason: plan.reason.clone(),
+        layers_compressed: compressed.len(),
+        bytes_uncompressed: compressed.keys().filter_map(|d| sizes.get(d)).sum(),
+        bytes_compressed: compressed.values().map(|c| c.size).sum(),
+        manifests_converted: converted,
+        speed: figures.map_or(0.0, |(_, c)| c.average_speed.round()),
+        capacity: figures.map_or(0.0, |(_, c)| c.capacity.round()),
+        busy: figures.map_or(0.0, |(_, c)| (c.busy * 1000.0).round() / 1000.0),
+        network_speed: figures.map_or(0.0, |(a, _)| a.average_speed.round()),
+        bottleneck: figures.map(|(_, c)| c.bottleneck),
+    })
 }
 
 fn target_is_current(repository: &Repository, target: &Reference, digest: &Digest) -> bool {
@@ -181,18 +366,36 @@ fn interrupted_or(error: Error, report: &PushReport) -> Error {
     .hint("run the same command again to resume where it stopped")
 }
 
-/// Uploads every blob on the worker pool while the monitor thread samples the transfer,
-/// drives the display and (in dynamic mode) resizes the gate. Returns the monitor's
-/// figures for the report.
+/// Everything the blob uploads of one push share.
+struct Job<'a> {
+    artifact: &'a Artifact,
+    source: &'a dyn BlobSource,
+    repository: &'a Repository,
+    options: &'a PushOptions,
+    state: Option<&'a StateDir>,
+    cache: Option<&'a Cache>,
+    plan: &'a Plan,
+    reporter: &'a Arc<Reporter>,
+}
+
+/// Uploads every blob on the worker pool (compressing the layers the plan names on the
+/// way) while the monitor thread samples the transfer, drives the display and (in
+/// dynamic mode) resizes the gate. Returns the monitor's figures for the report and the
+/// compressed form of every layer that got one.
 fn upload_blobs(
-    artifact: &Artifact,
-    source: &dyn BlobSource,
-    repository: &Repository,
-    options: &PushOptions,
-    state: Option<&StateDir>,
-    reporter: &Arc<Reporter>,
+    job: &Job,
     report: &mut PushReport,
-) -> Result<Option<Analytics>> {
+) -> Result<(Option<Analytics>, BTreeMap<Digest, Compressed>)> {
+    let Job {
+        artifact,
+        source,
+        repository,
+        options,
+        state,
+        cache,
+        plan,
+        reporter,
+    } = *job;
     reporter.begin_layers(&artifact.blobs);
     let queue = PriorityChannel::new();
     for (index, blob) in artifact.blobs.iter().enumerate() {
@@ -208,31 +411,57 @@ fn upload_blobs(
         let blob = &artifact.blobs[index];
         reporter.layer_started(index);
         let started = Instant::now();
-        let uploader = Uploader {
-            repository,
-            source,
-            options: &options.upload,
-            progress: reporter.layer_progress(index),
-            state,
+        let progress = reporter.layer_progress(index);
+        let result = match (plan.compresses(blob), &plan.compressor, plan.recipe) {
+            (true, Some(compressor), Some(recipe)) => LayerCompression {
+                repository,
+                source,
+                options: &options.upload,
+                progress,
+                state,
+                cache,
+                compressor,
+                recipe,
+            }
+            .upload(blob),
+            _ => Uploader {
+                repository,
+                source,
+                options: &options.upload,
+                progress,
+                state,
+            }
+            .upload(blob)
+            .map(|outcome| Done {
+                outcome,
+                compressed: None,
+            }),
         };
-        let result = uploader.upload(blob);
         let took = started.elapsed();
         let event = match &result {
-            Ok(outcome) => describe(blob, outcome, took),
+            Ok(done) => describe(blob, done, took),
             Err(e) => format!("{}: failed: {}", blob.digest.short(), e.message),
         };
         reporter.layer_finished(index, &event);
         (index, result, took)
     };
     let stop =
-        |(_, result, _): &(usize, Result<Outcome>, Duration)| result.as_ref().is_err_and(is_fatal);
+        |(_, result, _): &(usize, Result<Done>, Duration)| result.as_ref().is_err_and(is_fatal);
 
     let sent = || reporter.counters.sent();
     let queued = || queue.len();
+    let meter = || {
+        plan.compressor
+            .as_ref()
+            .map_or(MeterReading::default(), |c| c.meter().read())
+    };
     let sources = Sources {
         gate: &gate,
         sent: &sent,
         queued: &queued,
+        compression: plan
+            .is_active()
+            .then_some(&meter as &(dyn Fn() -> MeterReading + Sync)),
     };
     let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
     let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -251,23 +480,42 @@ fn upload_blobs(
     let mut layers: Vec<Option<LayerReport>> = vec![None; artifact.blobs.len()];
     let mut first_error: Option<Error> = None;
     let mut present = Vec::new();
+    let mut compressed = BTreeMap::new();
     for (index, result, took) in results {
         let blob = &artifact.blobs[index];
-        if result.is_ok() {
-            present.push(blob.digest.clone());
-        }
         let mut layer = LayerReport {
             digest: blob.digest.to_string(),
             size: blob.size,
             media_type: blob.media_type.clone(),
             size_class: SizeClass::of(blob.size),
             outcome: "uploaded",
+            uncompressed_digest: None,
+            uncompressed_size: None,
+            compression: None,
             mounted_from: None,
             bytes_sent: 0,
             bytes_reused: 0,
             bytes_resent: 0,
             seconds: seconds(took),
         };
+        let result = result.map(|done| {
+            match &done.compressed {
+                Some(form) => {
+                    present.push(form.digest.clone());
+                    let oci =
+                        blob.media_type == media::OCI_LAYER || form.algorithm == Algorithm::Zstd;
+                    layer.digest = form.digest.to_string();
+                    layer.size = form.size;
+                    layer.media_type = form.algorithm.media_type(oci).to_string();
+                    layer.uncompressed_digest = Some(blob.digest.to_string());
+                    layer.uncompressed_size = Some(blob.size);
+                    layer.compression = Some(form.algorithm.name());
+                    compressed.insert(blob.digest.clone(), form.clone());
+                }
+                None => present.push(blob.digest.clone()),
+            }
+            done.outcome
+        });
         match result {
             Ok(Outcome::Existed) => {
                 report.blobs_existing += 1;
@@ -319,6 +567,12 @@ fn upload_blobs(
         return Err(error);
     }
     report.layers = layers.into_iter().flatten().collect();
+    let analytics = analytics.map(|mut a| {
+        if !plan.is_active() {
+            a.compression = None;
+        }
+        a
+    });
     if let Some(analytics) = &analytics {
         report.average_speed = analytics.average_speed.round();
         report.concurrency = Some(ConcurrencyReport {
@@ -339,7 +593,7 @@ fn upload_blobs(
             changes: analytics.changes.clone(),
         });
     }
-    Ok(analytics)
+    Ok((analytics, compressed))
 }
 
 /// Errors that make the other uploads pointless: nothing else will succeed either.
@@ -350,8 +604,26 @@ fn is_fatal(error: &Error) -> bool {
     )
 }
 
-fn describe(blob: &Blob, outcome: &Outcome, took: Duration) -> String {
+fn describe(blob: &Blob, done: &Done, took: Duration) -> String {
     let id = blob.digest.short();
+    let outcome = &done.outcome;
+    let size = match &done.compressed {
+        Some(form) => format!(
+            "{} as {} {}",
+            human_bytes(blob.size),
+            form.algorithm.name(),
+            human_bytes(form.size)
+        ),
+        None => human_bytes(blob.size),
+    };
+    let existed = match &done.compressed {
+        Some(form) => format!(
+            "{id}: already exists (as {} {})",
+            form.algorithm.name(),
+            form.digest.short()
+        ),
+        None => format!("{id}: already exists"),
+    };
     let timing = || {
         let seconds = took.as_secs_f64();
         if seconds >= 1.0 {
@@ -365,29 +637,26 @@ fn describe(blob: &Blob, outcome: &Outcome, took: Duration) -> String {
         }
     };
     match outcome {
-        Outcome::Existed => format!("{id}: already exists"),
+        Outcome::Existed => existed,
         Outcome::Mounted { from } => format!("{id}: mounted from {from}"),
         Outcome::Uploaded { reused, .. } if *reused > 0 => {
             format!(
-                "{id}: pushed ({}{}, resumed after {})",
-                human_bytes(blob.size),
+                "{id}: pushed ({size}{}, resumed after {})",
                 timing(),
                 human_bytes(*reused)
             )
         }
-        Outcome::Uploaded { .. } => {
-            format!("{id}: pushed ({}{})", human_bytes(blob.size), timing())
-        }
+        Outcome::Uploaded { .. } => format!("{id}: pushed ({size}{})", timing()),
     }
 }
 
 fn commit_manifests(
-    artifact: &Artifact,
+    manifests: &[RawManifest],
     repository: &Repository,
     target: &Reference,
     reporter: &Reporter,
 ) -> Result<()> {
-    let (children, root) = artifact.manifests.split_at(artifact.manifests.len() - 1);
+    let (children, root) = manifests.split_at(manifests.len() - 1);
     for child in children {
         repository.commit_manifest(child.digest.as_str(), child)?;
         let platform = child

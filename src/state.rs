@@ -128,6 +128,11 @@ impl StateDir {
         &self.root
     }
 
+    /// The cache directory this state belongs to.
+    pub fn cache_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(Path::new("."))
+    }
+
     fn session_path(
         &self,
         registry: &str,

@@ -185,6 +185,27 @@ pub fn optional_number<T: std::str::FromStr + Copy>(
         .transpose()
 }
 
+/// `--compress` (or `DOCKER_PUSHER_COMPRESS`), `none` when neither is given.
+pub fn compress_setting(flag: Option<&str>, env: Env) -> Result<crate::compress::Mode> {
+    match flag
+        .map(str::to_string)
+        .or_else(|| env("DOCKER_PUSHER_COMPRESS"))
+    {
+        Some(text) => crate::compress::Mode::parse(&text),
+        None => Ok(crate::compress::Mode::None),
+    }
+}
+
+/// `--compress-threads` (or `DOCKER_PUSHER_COMPRESS_THREADS`): at least 1, one per CPU
+/// by default.
+pub fn compress_threads_setting(flag: Option<usize>, env: Env) -> Result<usize> {
+    match optional_number(flag, env, "DOCKER_PUSHER_COMPRESS_THREADS")? {
+        Some(0) => Err(Error::usage("--compress-threads must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(crate::compress::Compressor::default_threads()),
+    }
+}
+
 /// A switch: on when given, else when the environment variable says true.
 pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
     Ok(optional_switch(flag, env, name)?.unwrap_or(false))

@@ -12,7 +12,7 @@ use super::parse_size;
     example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
     example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
     example = "docker-image-pusher push --source registry.example.com/team/app:1.0 --target registry.internal/team/app:1.0",
-    note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
+    note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
     error_code(2, "usage error"),
     error_code(3, "bad input: unreadable, malformed or corrupt archive"),
     error_code(4, "authentication or permission failure"),
@@ -131,6 +131,14 @@ pub struct PushArgs {
     /// check the archive, credentials and push permission, and report what would be uploaded
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// compress uncompressed layers on the way: none (default: layers keep their bytes), gzip, zstd (OCI manifests only; a Docker manifest becomes OCI), or auto (gzip when the link is slower than the compressor, always for quay.io)
+    #[argh(option)]
+    pub compress: Option<String>,
+
+    /// threads compressing layers, shared by all uploads (default: one per CPU)
+    #[argh(option)]
+    pub compress_threads: Option<usize>,
 
     /// try to mount blobs from this repository of the same registry before uploading them (repeatable)
     #[argh(option)]

@@ -96,6 +96,8 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
         class_caps: concurrency.class_caps,
         dry_run: args.dry_run,
         skip_existing: cli::switch_setting(args.skip_existing, env, "DOCKER_PUSHER_SKIP_EXISTING")?,
+        compress: cli::compress_setting(args.compress.as_deref(), env)?,
+        compress_threads: cli::compress_threads_setting(args.compress_threads, env)?,
     };
 
     let path = Path::new(&args.source);

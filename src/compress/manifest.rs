@@ -242,7 +242,11 @@ mod tests {
             media::DOCKER_LAYER,
             media::DOCKER_CONFIG,
         );
-        let out = rewrite(&[original.clone()], &compressed(Algorithm::Gzip)).unwrap();
+        let out = rewrite(
+            std::slice::from_ref(&original),
+            &compressed(Algorithm::Gzip),
+        )
+        .unwrap();
         let new = &out.manifests[0];
         assert_ne!(new.digest, original.digest);
         assert_eq!(new.media_type, media::DOCKER_MANIFEST);
@@ -280,7 +284,7 @@ mod tests {
     #[test]
     fn untouched_manifests_keep_their_bytes() {
         let original = image(media::OCI_MANIFEST, media::OCI_LAYER, media::OCI_CONFIG);
-        let out = rewrite(&[original.clone()], &BTreeMap::new()).unwrap();
+        let out = rewrite(std::slice::from_ref(&original), &BTreeMap::new()).unwrap();
         assert_eq!(out.manifests[0].bytes, original.bytes);
         assert!(out.renamed.is_empty());
     }

@@ -12,6 +12,7 @@
 
 pub mod auto;
 pub mod manifest;
+pub mod plan;
 pub mod pool;
 pub mod stream;
 

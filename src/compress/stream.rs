@@ -116,6 +116,8 @@ pub struct Frame {
     pub bytes: Vec<u8>,
 }
 
+type Pending = (u64, u64, Receiver<io::Result<Vec<u8>>>);
+
 /// The frames of a layer in order, from a given block on, with a bounded number of blocks
 /// in the pool at once: memory stays at `lookahead` blocks and their frames, and while the
 /// caller is busy with one frame the pool works on the next ones.
@@ -126,7 +128,8 @@ pub struct FrameStream {
     size: u64,
     next_block: u64,
     blocks: u64,
-    pending: VecDeque<(u64, u64, Receiver<io::Result<Vec<u8>>>)>,
+    /// Blocks in the pool: index, uncompressed length, where the frame will arrive.
+    pending: VecDeque<Pending>,
     lookahead: usize,
     /// Checks the uncompressed bytes against the layer's digest when reading from the
     /// first block: a corrupt source must fail before the compressed blob is committed.
@@ -460,7 +463,9 @@ mod tests {
 
     #[test]
     fn a_layer_that_is_gzip_already_is_recognised_at_its_first_block() {
-        let bytes = Recipe::of(Algorithm::Gzip).encode_block(&content(5000)).unwrap();
+        let bytes = Recipe::of(Algorithm::Gzip)
+            .encode_block(&content(5000))
+            .unwrap();
         let layer = layer(&bytes);
         let compressor = Compressor::new(1);
         let mut frames = FrameStream::new(

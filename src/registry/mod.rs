@@ -245,6 +245,26 @@ impl Repository {
         Ok(manifest.digest.clone())
     }
 
+    /// How fast the link takes blob bytes: opens an upload session, sends `probe` as one
+    /// chunk, times it until the registry answers, and abandons the session. `None` when
+    /// the registry would not take a chunk (the caller then goes without a measurement).
+    pub fn measure_upload_speed(&self, probe: &[u8]) -> Result<Option<f64>> {
+        let Initiated::Session(session) = self.initiate_upload(None)? else {
+            return Ok(None);
+        };
+        let open = || -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(probe.to_vec())))
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.upload_chunk(&session, 0, probe.len() as u64, &open);
+        let seconds = started.elapsed().as_secs_f64().max(1e-6);
+        self.cancel_upload(&session);
+        Ok(match outcome {
+            Ok(ChunkOutcome::Accepted { .. }) => Some(probe.len() as f64 / seconds),
+            _ => None,
+        })
+    }
+
     /// `GET /v2/<name>/manifests/<reference>`, verifying a digest reference's content.
     pub fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
         let request = self
