@@ -6,7 +6,7 @@
 //!   the compressed blob is an ordinary blob to the [`Uploader`], served by recompressing
 //!   from whatever offset it asks for (one request, chunks, resumes, saved sessions, mounts:
 //!   all unchanged);
-//! - **small** (up to [`IN_MEMORY`]): compressed whole in memory, then uploaded as a known
+//! - **small** (up to [`IN_MEMORY`] and one chunk): compressed whole in memory, then uploaded as a known
 //!   blob (the digest is known before the upload starts, so it can be `HEAD`ed first);
 //! - **streamed** (larger): an upload session is opened and the compressed bytes go up in
 //!   chunks while they are produced, hashed as they go; the closing `PUT ?digest=` names
@@ -47,7 +47,8 @@ use crate::upload::{
     Counting, Outcome, Progress, UploadOptions, Uploader, is_transient_status, same_session,
 };
 
-/// Layers up to this size are compressed whole in memory before their upload.
+/// Layers up to this size (and the chunk size) are compressed whole in memory before
+/// their upload: no more memory than a chunk in flight.
 pub const IN_MEMORY: u64 = 32 << 20;
 
 pub struct LayerCompression<'a> {
@@ -128,7 +129,7 @@ impl LayerCompression<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let compressed = if layer.size <= IN_MEMORY {
+        let compressed = if layer.size <= IN_MEMORY.min(self.options.chunk_size) {
             self.in_memory(layer)?
         } else {
             self.streamed(layer)?

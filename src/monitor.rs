@@ -1420,7 +1420,7 @@ mod tests {
         let analytics = tracker.compression_analytics().unwrap();
         assert_eq!(analytics.bottleneck, Bottleneck::Compression);
         assert_eq!(analytics.compression_bound_seconds, 2.0);
-        assert_eq!(analytics.capacity, 200.0 * MB / 0.9);
+        assert!((analytics.capacity - 100.0 * MB / 0.9).abs() < 1.0);
         // Busy a tenth of the time: the compressors wait for the network.
         let mut tracker = Tracker::new(None, 2).with_compressors(2);
         for k in 0..=8u64 {
