@@ -580,3 +580,79 @@ fn an_unknown_compression_is_a_usage_error() {
     run.expect_code(2);
     assert!(run.stderr.contains("auto, gzip, zstd, none"), "{run}");
 }
+
+#[test]
+fn save_compress_gzip_writes_an_archive_skopeo_accepts_and_pushes_to_the_same_digest() {
+    let setup = Setup::new();
+    let cache = setup.dir.path().join("store");
+    let cache_arg = cache.display().to_string();
+    let archive = setup.archive.display().to_string();
+    Pusher::new(
+        setup.dir.path(),
+        &["extract", "-f", &archive, "--cache-dir", &cache_arg],
+    )
+    .run()
+    .expect_success();
+    let saved = setup.dir.path().join("saved.tar");
+    let saved_arg = saved.display().to_string();
+    let run = Pusher::new(
+        setup.dir.path(),
+        &[
+            "save",
+            "compress/app:1",
+            "-o",
+            &saved_arg,
+            "--cache-dir",
+            &cache_arg,
+            "--compress",
+            "gzip",
+            "--json",
+        ],
+    )
+    .run();
+    run.expect_success();
+    let report = run.report();
+    assert_eq!(report["compression"]["layers_compressed"], 3, "{run}");
+    // skopeo reads it both ways: docker-archive (manifest.json) and oci-archive.
+    for source in [
+        format!("docker-archive:{saved_arg}"),
+        format!("oci-archive:{saved_arg}"),
+    ] {
+        let into = setup.dir.path().join(format!("copy-{}", source.len()));
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                &source,
+                &format!("dir:{}", into.display()),
+            ])
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy {source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Pushed as it is, the saved archive is the image `push --compress gzip` makes.
+    let host = setup.registry.host();
+    let from_saved = Pusher::push(
+        &setup.dir.path().join("p"),
+        &saved,
+        &format!("http://{host}/compress/saved:1"),
+        &["--json"],
+    )
+    .run();
+    from_saved.expect_success();
+    let direct = setup
+        .push(&host, "compress/direct", "d", &["--compress", "gzip"])
+        .run();
+    direct.expect_success();
+    assert_eq!(from_saved.report()["digest"], direct.report()["digest"]);
+    let (manifest, _) = setup.manifest("compress/saved");
+    let client = setup.client();
+    assert_layers_match_diff_ids(&manifest, &setup.image, |d| {
+        client.get_blob("compress/saved", d)
+    });
+}

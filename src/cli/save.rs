@@ -8,7 +8,7 @@ use argh::FromArgs;
     subcommand,
     name = "save",
     example = "docker-image-pusher save registry.example.com/team/app:1.0 busybox:latest -o /mnt/usb/images.tar",
-    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR."
+    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS."
 )]
 pub struct SaveArgs {
     /// images to save (reference, tag or digest)
@@ -34,4 +34,12 @@ pub struct SaveArgs {
     /// print a machine-readable JSON summary on stdout
     #[argh(switch)]
     pub json: bool,
+
+    /// compress uncompressed layers into the archive: none (default), gzip, zstd (images get OCI manifests), or auto (gzip)
+    #[argh(option)]
+    pub compress: Option<String>,
+
+    /// threads compressing layers (default: one per CPU)
+    #[argh(option)]
+    pub compress_threads: Option<usize>,
 }
