@@ -3,30 +3,25 @@
 //! before the index that names them, the last one under the target's tag.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::error::{Class, Error, Result};
 use crate::image::{Artifact, Blob, BlobSource};
-use crate::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::monitor::Analytics;
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
-use crate::scheduler::{ClassCaps, Gate, PriorityChannel, SizeClass, run_pool};
+use crate::scheduler::SizeClass;
 use crate::state::StateDir;
+use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::units::{human_duration, human_rate};
 use crate::upload::{Outcome, UploadOptions, Uploader};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub upload: UploadOptions,
-    /// Worker threads: the most blobs that may upload at once.
-    pub max_concurrent: usize,
-    /// Dynamic mode: the controller's settings (its `max` is `max_concurrent`). `None`
-    /// keeps `max_concurrent` blobs uploading at once throughout.
-    pub dynamic: Option<Tuning>,
-    /// Caps per size class, within the overall limit.
-    pub class_caps: ClassCaps,
+    pub concurrency: Concurrency,
     /// Check everything, upload nothing.
     pub dry_run: bool,
     /// Finish at once when the target tag already serves this exact manifest.
@@ -77,21 +72,6 @@ pub struct LayerReport {
     pub bytes_reused: u64,
     pub bytes_resent: u64,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ConcurrencyReport {
-    /// `fixed` or `dynamic`.
-    pub mode: &'static str,
-    pub min: usize,
-    pub max: usize,
-    pub initial: usize,
-    #[serde(rename = "final")]
-    pub final_limit: usize,
-    pub peak_speed: f64,
-    /// Running uploads over allowed ones while anything was uploading (0..1).
-    pub utilization: f64,
-    pub changes: Vec<Change>,
 }
 
 pub fn push(
@@ -193,65 +173,44 @@ fn upload_blobs(
     reporter: &Arc<Reporter>,
     report: &mut PushReport,
 ) -> Result<Option<Analytics>> {
-    reporter.begin_layers(&artifact.blobs);
-    let queue = PriorityChannel::new();
-    for (index, blob) in artifact.blobs.iter().enumerate() {
-        // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, index);
-    }
-    let initial = match &options.dynamic {
-        Some(tuning) => tuning.initial(artifact.blobs.len()),
-        None => options.max_concurrent,
-    };
-    let gate = Gate::with_caps(initial, options.class_caps);
-    let work = |index: usize| {
-        let blob = &artifact.blobs[index];
-        reporter.layer_started(index);
-        let started = Instant::now();
+    let run = |index: usize, progress: Arc<dyn crate::upload::Progress>| {
         let uploader = Uploader {
             repository,
             source,
             options: &options.upload,
-            progress: reporter.layer_progress(index),
+            progress,
             state,
         };
-        let result = uploader.upload(blob);
-        let took = started.elapsed();
-        let event = match &result {
+        uploader.upload(&artifact.blobs[index])
+    };
+    let describe_result = |index: usize, result: &Result<Outcome>, took: Duration| {
+        let blob = &artifact.blobs[index];
+        match result {
             Ok(outcome) => describe(blob, outcome, took),
             Err(e) => format!("{}: failed: {}", blob.digest.short(), e.message),
-        };
-        reporter.layer_finished(index, &event);
-        (index, result, took)
+        }
     };
-    let stop =
-        |(_, result, _): &(usize, Result<Outcome>, Duration)| result.as_ref().is_err_and(is_fatal);
-
-    let sent = || reporter.counters.sent();
-    let queued = || queue.len();
-    let sources = Sources {
-        gate: &gate,
-        sent: &sent,
-        queued: &queued,
+    let fatal = |result: &Result<Outcome>| result.as_ref().is_err_and(is_fatal);
+    let work = transfer::Work {
+        run: &run,
+        describe: &describe_result,
+        fatal: &fatal,
     };
-    let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
-    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
-    let mut tracker = Tracker::new(options.dynamic.clone(), initial);
-    let (results, monitored) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(|| {
-            monitor::watch(&sources, &mut tracker, &show, &stopped);
-        });
-        let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
-        drop(stop_monitor);
-        (results, monitor.join().is_ok())
-    });
-    reporter.finish_live();
-    let analytics = monitored.then(|| tracker.analytics());
+    let transfer::Outcome {
+        finished,
+        analytics,
+        concurrency,
+    } = transfer::run(&artifact.blobs, &options.concurrency, reporter, work);
 
     let mut layers: Vec<Option<LayerReport>> = vec![None; artifact.blobs.len()];
     let mut first_error: Option<Error> = None;
     let mut present = Vec::new();
-    for (index, result, took) in results {
+    for transfer::Finished {
+        index,
+        result,
+        took,
+    } in finished
+    {
         let blob = &artifact.blobs[index];
         if result.is_ok() {
             present.push(blob.digest.clone());
@@ -321,24 +280,8 @@ fn upload_blobs(
     report.layers = layers.into_iter().flatten().collect();
     if let Some(analytics) = &analytics {
         report.average_speed = analytics.average_speed.round();
-        report.concurrency = Some(ConcurrencyReport {
-            mode: if analytics.dynamic {
-                "dynamic"
-            } else {
-                "fixed"
-            },
-            min: options
-                .dynamic
-                .as_ref()
-                .map_or(options.max_concurrent, |t| t.min),
-            max: options.max_concurrent,
-            initial,
-            final_limit: analytics.final_limit,
-            peak_speed: analytics.peak_speed.round(),
-            utilization: (analytics.utilization * 1000.0).round() / 1000.0,
-            changes: analytics.changes.clone(),
-        });
     }
+    report.concurrency = concurrency;
     Ok(analytics)
 }
 

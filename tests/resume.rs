@@ -175,7 +175,7 @@ fn ctrl_c_finishes_the_chunk_in_flight_saves_state_and_exits_130() {
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let saved = sessions[0]["offset"].as_u64().expect("offset is a number");
     assert!(
-        saved >= 4 * CHUNK && saved % CHUNK == 0 && saved < setup.layer_size(),
+        saved >= 4 * CHUNK && saved.is_multiple_of(CHUNK) && saved < setup.layer_size(),
         "{sessions:?}"
     );
     let tags = RegistryClient::new(&setup.registry).try_tags("resume/ctrl-c");
@@ -209,7 +209,7 @@ fn sigterm_stops_like_ctrl_c() {
         .as_u64()
         .expect("offset is a number");
     assert!(
-        saved >= 2 * CHUNK && saved % CHUNK == 0,
+        saved >= 2 * CHUNK && saved.is_multiple_of(CHUNK),
         "saved offset {saved}"
     );
 }

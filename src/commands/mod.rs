@@ -2,19 +2,22 @@
 //! resolved (flags, environment, defaults), inputs opened, and the command carried out.
 //! Errors come back with a class that `main` turns into the exit code.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 mod clean;
+mod concurrency;
 mod extract;
 mod list;
 mod pull;
 mod push;
 mod save;
 mod verify;
+
+pub use concurrency::ConcurrencyFlags;
 
 use crate::cli::{self, Cli, Command, Env};
 use crate::error::{Error, Result};
@@ -64,6 +67,18 @@ fn run(cli: Cli, env: Env) -> Result<()> {
         Command::Save(args) => save::run_save(args, env),
         Command::Verify(args) => verify::run_verify(args, env),
     }
+}
+
+/// The reporter for commands that move blobs: a live display on a terminal, plain lines
+/// otherwise (see `progress::Display::choose`).
+pub(crate) fn transfer_reporter(verbosity: Verbosity, env: Env) -> Arc<Reporter> {
+    let display = crate::progress::Display::choose(
+        std::io::stderr().is_terminal(),
+        env("TERM").as_deref(),
+        env("NO_COLOR").as_deref(),
+        env("COLUMNS").as_deref(),
+    );
+    Arc::new(Reporter::with_display(verbosity, display))
 }
 
 pub(crate) fn verbosity(quiet: bool, verbose: bool) -> Verbosity {

@@ -1,14 +1,14 @@
 //! `pull`: a registry image into the cache.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Connection, DEFAULT_TIMEOUT_SECONDS, parse_target, verbosity};
+use super::{
+    Connection, DEFAULT_TIMEOUT_SECONDS, concurrency, parse_target, transfer_reporter, verbosity,
+};
 use crate::cache::Cache;
 use crate::cli::{self, Env, PullArgs};
 use crate::error::{Error, Result};
 use crate::image::Platform;
-use crate::progress::Reporter;
 use crate::pull::{self, PullOptions};
 use crate::registry::transport::RetryPolicy;
 
@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 3;
 
 pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
     let verbose = cli::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
-    let reporter = Arc::new(Reporter::new(verbosity(args.quiet, verbose)));
+    let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
     let image = match (&args.image, &args.image_positional) {
         (Some(_), Some(_)) => {
             return Err(Error::usage(
@@ -59,13 +59,7 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
     let options = PullOptions {
         platform,
         all_platforms: args.all_platforms,
-        max_concurrent: cli::number_setting(
-            args.max_concurrent,
-            env,
-            "DOCKER_PUSHER_MAX_CONCURRENT",
-            DEFAULT_MAX_CONCURRENT,
-        )?
-        .max(1),
+        concurrency: concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_MAX_CONCURRENT)?,
         retry: RetryPolicy {
             attempts: retry_attempts,
             ..RetryPolicy::default()
