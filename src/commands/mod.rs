@@ -103,7 +103,44 @@ pub struct Connection {
     pub password_stdin: bool,
 }
 
+/// The network flags push and pull share, as given on the command line.
+pub struct ConnectionFlags<'a> {
+    pub plain_http: bool,
+    pub skip_tls: bool,
+    pub ca_cert: &'a [String],
+    pub timeout: Option<u64>,
+    pub retry_attempts: Option<u32>,
+    pub username: &'a Option<String>,
+    pub password: &'a Option<String>,
+    pub password_stdin: bool,
+}
+
 impl Connection {
+    /// Resolves the flags against `DOCKER_PUSHER_*` variables and defaults.
+    pub fn resolve(flags: ConnectionFlags<'_>, env: Env) -> Result<Connection> {
+        let timeout = cli::number_setting(
+            flags.timeout,
+            env,
+            "DOCKER_PUSHER_TIMEOUT",
+            DEFAULT_TIMEOUT_SECONDS,
+        )?;
+        Ok(Connection {
+            plain_http: flags.plain_http,
+            skip_tls: cli::switch_setting(flags.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
+            ca_certs: flags.ca_cert.to_vec(),
+            timeout: Duration::from_secs(timeout.max(1)),
+            retry_attempts: cli::number_setting(
+                flags.retry_attempts,
+                env,
+                "DOCKER_PUSHER_RETRY_ATTEMPTS",
+                3,
+            )?,
+            username: flags.username.clone(),
+            password: flags.password.clone(),
+            password_stdin: flags.password_stdin,
+        })
+    }
+
     /// Connects to the registry of `target` with credentials from flags, environment or
     /// the docker config.
     pub fn open(

@@ -1,11 +1,8 @@
 //! `push`: an archive to a repository.
 
 use std::path::Path;
-use std::time::Duration;
 
-use super::{
-    Connection, DEFAULT_TIMEOUT_SECONDS, concurrency, parse_target, transfer_reporter, verbosity,
-};
+use super::{Connection, ConnectionFlags, concurrency, parse_target, transfer_reporter, verbosity};
 use crate::archive::Archive;
 use crate::cache::Cache;
 use crate::cache::files::{Lock, LockMode};
@@ -30,29 +27,19 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     let concurrency =
         concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_FIXED_CONCURRENCY)?;
     let (target, plain_http) = parse_target(&args.target, args.insecure)?;
-    let connection = Connection {
-        plain_http,
-        skip_tls: cli::switch_setting(args.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
-        ca_certs: args.ca_cert.clone(),
-        timeout: Duration::from_secs(
-            cli::number_setting(
-                args.timeout,
-                env,
-                "DOCKER_PUSHER_TIMEOUT",
-                DEFAULT_TIMEOUT_SECONDS,
-            )?
-            .max(1),
-        ),
-        retry_attempts: cli::number_setting(
-            args.retry_attempts,
-            env,
-            "DOCKER_PUSHER_RETRY_ATTEMPTS",
-            3,
-        )?,
-        username: args.username.clone(),
-        password: args.password.clone(),
-        password_stdin: args.password_stdin,
-    };
+    let connection = Connection::resolve(
+        ConnectionFlags {
+            plain_http,
+            skip_tls: args.skip_tls,
+            ca_cert: &args.ca_cert,
+            timeout: args.timeout,
+            retry_attempts: args.retry_attempts,
+            username: &args.username,
+            password: &args.password,
+            password_stdin: args.password_stdin,
+        },
+        env,
+    )?;
     let options = PushOptions {
         upload: UploadOptions {
             large_layer_threshold: cli::size_setting(
