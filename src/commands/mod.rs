@@ -58,7 +58,15 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 }
 
 fn run(cli: Cli, env: Env) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("docker-image-pusher {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        return Err(Error::usage("no command given")
+            .hint("run docker-image-pusher --help for the commands"));
+    };
+    match command {
         Command::Push(args) => push::run_push(args, env),
         Command::Pull(args) => pull::run_pull(args, env),
         Command::Extract(args) => extract::run_extract(args, env),
