@@ -36,6 +36,7 @@ pub mod resolve;
 pub mod save;
 pub mod scheduler;
 pub mod state;
+pub mod transfer;
 pub mod units;
 pub mod upload;
 pub mod verify;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::compress::manifest::{self, Compressed};
@@ -14,25 +14,20 @@ use crate::compressed_upload::{Done, LayerCompression};
 use crate::digest::Digest;
 use crate::error::{Class, Error, Result};
 use crate::image::{Artifact, Blob, BlobSource, RawManifest, media};
-use crate::monitor::{self, Analytics, Bottleneck, Change, Sources, Status, Tracker, Tuning};
+use crate::monitor::{Analytics, Bottleneck};
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
-use crate::scheduler::{ClassCaps, Gate, PriorityChannel, SizeClass, run_pool};
+use crate::scheduler::SizeClass;
 use crate::state::StateDir;
+use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::units::{human_duration, human_rate};
 use crate::upload::{Outcome, UploadOptions, Uploader};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub upload: UploadOptions,
-    /// Worker threads: the most blobs that may upload at once.
-    pub max_concurrent: usize,
-    /// Dynamic mode: the controller's settings (its `max` is `max_concurrent`). `None`
-    /// keeps `max_concurrent` blobs uploading at once throughout.
-    pub dynamic: Option<Tuning>,
-    /// Caps per size class, within the overall limit.
-    pub class_caps: ClassCaps,
+    pub concurrency: Concurrency,
     /// Check everything, upload nothing.
     pub dry_run: bool,
     /// Finish at once when the target tag already serves this exact manifest.
@@ -130,21 +125,6 @@ pub struct LayerReport {
     pub bytes_reused: u64,
     pub bytes_resent: u64,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ConcurrencyReport {
-    /// `fixed` or `dynamic`.
-    pub mode: &'static str,
-    pub min: usize,
-    pub max: usize,
-    pub initial: usize,
-    #[serde(rename = "final")]
-    pub final_limit: usize,
-    pub peak_speed: f64,
-    /// Running uploads over allowed ones while anything was uploading (0..1).
-    pub utilization: f64,
-    pub changes: Vec<Change>,
 }
 
 pub fn push(
@@ -396,23 +376,9 @@ fn upload_blobs(
         plan,
         reporter,
     } = *job;
-    reporter.begin_layers(&artifact.blobs);
-    let queue = PriorityChannel::new();
-    for (index, blob) in artifact.blobs.iter().enumerate() {
-        // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, index);
-    }
-    let initial = match &options.dynamic {
-        Some(tuning) => tuning.initial(artifact.blobs.len()),
-        None => options.max_concurrent,
-    };
-    let gate = Gate::with_caps(initial, options.class_caps);
-    let work = |index: usize| {
+    let run = |index: usize, progress: Arc<dyn crate::upload::Progress>| {
         let blob = &artifact.blobs[index];
-        reporter.layer_started(index);
-        let started = Instant::now();
-        let progress = reporter.layer_progress(index);
-        let result = match (plan.compresses(blob), &plan.compressor, plan.recipe) {
+        match (plan.compresses(blob), &plan.compressor, plan.recipe) {
             (true, Some(compressor), Some(recipe)) => LayerCompression {
                 repository,
                 source,
@@ -436,52 +402,50 @@ fn upload_blobs(
                 outcome,
                 compressed: None,
             }),
-        };
-        let took = started.elapsed();
-        let event = match &result {
+        }
+    };
+    let describe_result = |index: usize, result: &Result<Done>, took: Duration| {
+        let blob = &artifact.blobs[index];
+        match result {
             Ok(done) => describe(blob, done, took),
             Err(e) => format!("{}: failed: {}", blob.digest.short(), e.message),
-        };
-        reporter.layer_finished(index, &event);
-        (index, result, took)
+        }
     };
-    let stop =
-        |(_, result, _): &(usize, Result<Done>, Duration)| result.as_ref().is_err_and(is_fatal);
-
-    let sent = || reporter.counters.sent();
-    let queued = || queue.len();
-    let meter = || {
+    let fatal = |result: &Result<Done>| result.as_ref().is_err_and(is_fatal);
+    let work = transfer::Work {
+        run: &run,
+        describe: &describe_result,
+        fatal: &fatal,
+    };
+    let read_meter = || {
         plan.compressor
             .as_ref()
             .map_or(MeterReading::default(), |c| c.meter().read())
     };
-    let sources = Sources {
-        gate: &gate,
-        sent: &sent,
-        queued: &queued,
-        compression: plan
-            .is_active()
-            .then_some(&meter as &(dyn Fn() -> MeterReading + Sync)),
-    };
-    let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
-    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
-    let mut tracker = Tracker::new(options.dynamic.clone(), initial);
-    let (results, monitored) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(|| {
-            monitor::watch(&sources, &mut tracker, &show, &stopped);
+    let meter = plan
+        .compressor
+        .as_ref()
+        .filter(|_| plan.is_active())
+        .map(|c| transfer::Meter {
+            read: &read_meter,
+            threads: c.threads(),
         });
-        let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
-        drop(stop_monitor);
-        (results, monitor.join().is_ok())
-    });
-    reporter.finish_live();
-    let analytics = monitored.then(|| tracker.analytics());
+    let transfer::Outcome {
+        finished,
+        analytics,
+        concurrency,
+    } = transfer::run(&artifact.blobs, &options.concurrency, reporter, work, meter);
 
     let mut layers: Vec<Option<LayerReport>> = vec![None; artifact.blobs.len()];
     let mut first_error: Option<Error> = None;
     let mut present = Vec::new();
     let mut compressed = BTreeMap::new();
-    for (index, result, took) in results {
+    for transfer::Finished {
+        index,
+        result,
+        took,
+    } in finished
+    {
         let blob = &artifact.blobs[index];
         let mut layer = LayerReport {
             digest: blob.digest.to_string(),
@@ -567,32 +531,10 @@ fn upload_blobs(
         return Err(error);
     }
     report.layers = layers.into_iter().flatten().collect();
-    let analytics = analytics.map(|mut a| {
-        if !plan.is_active() {
-            a.compression = None;
-        }
-        a
-    });
     if let Some(analytics) = &analytics {
         report.average_speed = analytics.average_speed.round();
-        report.concurrency = Some(ConcurrencyReport {
-            mode: if analytics.dynamic {
-                "dynamic"
-            } else {
-                "fixed"
-            },
-            min: options
-                .dynamic
-                .as_ref()
-                .map_or(options.max_concurrent, |t| t.min),
-            max: options.max_concurrent,
-            initial,
-            final_limit: analytics.final_limit,
-            peak_speed: analytics.peak_speed.round(),
-            utilization: (analytics.utilization * 1000.0).round() / 1000.0,
-            changes: analytics.changes.clone(),
-        });
     }
+    report.concurrency = concurrency;
     Ok((analytics, compressed))
 }
 

@@ -144,3 +144,17 @@ pub struct PushArgs {
     #[argh(option)]
     pub mount_from: Vec<String>,
 }
+
+impl PushArgs {
+    pub fn concurrency_flags(&self) -> crate::commands::ConcurrencyFlags {
+        crate::commands::ConcurrencyFlags {
+            max_concurrent: self.max_concurrent,
+            enable_dynamic: self.enable_dynamic_concurrency,
+            min_concurrent: self.min_concurrent,
+            small_file_concurrent: self.small_file_concurrent,
+            large_file_concurrent: self.large_file_concurrent,
+            speed_threshold: self.speed_threshold,
+            speed_check_interval: self.speed_check_interval,
+        }
+    }
+}
