@@ -1,7 +1,7 @@
 //! Extract: copy an archive's images into the cache. Every blob is hashed while it is
-//! copied and enters the cache only if it matches its digest; a compressed layer is also
-//! decompressed on the fly and checked against its config's diff_id, so a layer that
-//! `docker load` would reject never looks valid in the cache. Blobs are copied in archive
+//! copied and enters the cache only if it matches its digest; a compressed layer (gzip or
+//! zstd) is also decompressed on the fly and checked against its config's diff_id, so a
+//! layer that `docker load` would reject never looks valid in the cache. Blobs are copied in archive
 //! order (one pass over a gzipped archive or a slow USB stick), manifests after them, and
 //! the index last: an interrupted extract leaves nothing half-visible.
 
@@ -258,24 +258,20 @@ fn copy_checked<R: Read>(
 ) -> Result<()> {
     match diff_id {
         Some(diff_id) if is_gzip_layer(&blob.media_type) => {
-            let mut uncompressed = Hasher::new();
-            let mut decoder = MultiGzDecoder::new(&mut *tee);
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = decoder.read(&mut buf).map_err(|e| {
-                    Error::input(format!("layer {} is not valid gzip: {e}", blob.digest))
-                        .hint("the archive is damaged; save or copy it again")
-                })?;
-                if n == 0 {
-                    break;
-                }
-                uncompressed.update(&buf[..n]);
-            }
-            drop(decoder);
+            let decoder = MultiGzDecoder::new(&mut *tee);
+            let uncompressed = hash_decoded(decoder, blob, "gzip")?;
             // Bytes after the gzip stream still belong to the blob and its digest.
             io::copy(tee, &mut io::sink()).map_err(read_error)?;
-            if uncompressed.digest() != *diff_id {
-                return Err(diff_id_error(blob, diff_id, &uncompressed.digest()));
+            if uncompressed != *diff_id {
+                return Err(diff_id_error(blob, diff_id, &uncompressed));
+            }
+        }
+        Some(diff_id) if is_zstd_layer(&blob.media_type) => {
+            let decoder = zstd::stream::read::Decoder::new(&mut *tee).map_err(read_error)?;
+            let uncompressed = hash_decoded(decoder, blob, "zstd")?;
+            io::copy(tee, &mut io::sink()).map_err(read_error)?;
+            if uncompressed != *diff_id {
+                return Err(diff_id_error(blob, diff_id, &uncompressed));
             }
         }
         Some(diff_id) if is_plain_layer(&blob.media_type) && blob.digest != *diff_id => {
@@ -288,6 +284,22 @@ fn copy_checked<R: Read>(
     Ok(())
 }
 
+/// The digest of what `decoder` decompresses to.
+fn hash_decoded(mut decoder: impl Read, blob: &Blob, format: &str) -> Result<Digest> {
+    let mut uncompressed = Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = decoder.read(&mut buf).map_err(|e| {
+            Error::input(format!("layer {} is not valid {format}: {e}", blob.digest))
+                .hint("the archive is damaged; save or copy it again")
+        })?;
+        if n == 0 {
+            return Ok(uncompressed.digest());
+        }
+        uncompressed.update(&buf[..n]);
+    }
+}
+
 fn diff_id_error(blob: &Blob, diff_id: &Digest, actual: &Digest) -> Error {
     Error::input(format!(
         "layer {} does not match its config's diff_id {diff_id} (its content is {actual})",
@@ -298,6 +310,10 @@ fn diff_id_error(blob: &Blob, diff_id: &Digest, actual: &Digest) -> Error {
 
 fn is_gzip_layer(media_type: &str) -> bool {
     media_type == media::DOCKER_LAYER_GZIP || media_type == media::OCI_LAYER_GZIP
+}
+
+fn is_zstd_layer(media_type: &str) -> bool {
+    media_type == media::DOCKER_LAYER_ZSTD || media_type == media::OCI_LAYER_ZSTD
 }
 
 fn is_plain_layer(media_type: &str) -> bool {

@@ -656,3 +656,58 @@ fn save_compress_gzip_writes_an_archive_skopeo_accepts_and_pushes_to_the_same_di
         client.get_blob("compress/saved", d)
     });
 }
+
+#[test]
+fn a_zstd_archive_from_save_extracts_with_its_diff_ids_checked() {
+    let setup = Setup::new();
+    let cache = setup.dir.path().join("store").display().to_string();
+    let archive = setup.archive.display().to_string();
+    let home = setup.dir.path();
+    Pusher::new(home, &["extract", "-f", &archive, "--cache-dir", &cache])
+        .run()
+        .expect_success();
+    let saved = setup.dir.path().join("zstd.tar").display().to_string();
+    Pusher::new(
+        home,
+        &[
+            "save",
+            "compress/app:1",
+            "-o",
+            &saved,
+            "--cache-dir",
+            &cache,
+            "--compress",
+            "zstd",
+        ],
+    )
+    .run()
+    .expect_success();
+    let other = setup.dir.path().join("other").display().to_string();
+    let run = Pusher::new(
+        home,
+        &["extract", "-f", &saved, "--cache-dir", &other, "--json"],
+    )
+    .run();
+    run.expect_success();
+    // The image in the second cache is the zstd one: an OCI manifest with zstd layers.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&other).join("index.json")).unwrap())
+            .unwrap();
+    let root = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(&other)
+                .join("blobs/sha256")
+                .join(root.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["mediaType"], OCI_MANIFEST);
+    for layer in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+    }
+}
