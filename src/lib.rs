@@ -5,6 +5,11 @@
 //! `monitor` samples the transfer, resizes the worker gate in dynamic mode and feeds the
 //! display (`progress`).
 //!
+//! With `--compress`, an uncompressed layer takes a detour: archive entry -> blocks
+//! compressed in parallel (`compress`: the pool, ordered frames, deterministic output) ->
+//! compressed stream uploaded while it is produced (`compressed_upload`) -> manifests
+//! rebuilt around the compressed layers (`compress::manifest`) before they go up.
+//!
 //! Into the cache (`cache`, an OCI image layout): registry -> blob task (`pull`) -> worker
 //! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
 //! or archive entry -> verified copy (`extract`) -> `blobs/sha256/`. Out of it: `push`
@@ -12,6 +17,8 @@
 //!
 //! What must survive a crash lives in `state` (open upload sessions, where blobs are known
 //! to be, under `<cache>/uploads/`); `interrupt` turns Ctrl-C into a stop at a safe point.
+//! The compressed form of each layer compressed once is remembered in the cache
+//! (`cache::variants`).
 
 pub mod archive;
 pub mod cache;
