@@ -790,3 +790,74 @@ impl Read for SharedBytes {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Algorithm;
+    use crate::image::media;
+
+    struct Plain(Vec<u8>);
+
+    impl BlobSource for Plain {
+        fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(io::Cursor::new(
+                self.0[offset as usize..].to_vec(),
+            )))
+        }
+    }
+
+    fn chunks_of(source: &Plain, layer: &Blob, from: u64, chunk_size: usize) -> Vec<Chunk> {
+        let compressor = Compressor::new(2);
+        let reader = CompressedReader::open(
+            &compressor,
+            Recipe::of(Algorithm::Gzip),
+            source,
+            layer,
+            Arc::new(Frames::default()),
+            0,
+        )
+        .unwrap();
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        fill_chunks(reader, from, chunk_size, &sender).unwrap();
+        drop(sender);
+        receiver.iter().map(|c| c.unwrap()).collect()
+    }
+
+    #[test]
+    fn chunks_cover_the_stream_from_the_offset_and_the_last_carries_its_digest() {
+        let bytes: Vec<u8> = (0..9_000_000u32)
+            .map(|i| (i % 97 + i / 5000) as u8)
+            .collect();
+        let source = Plain(bytes.clone());
+        let layer = Blob {
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            media_type: media::OCI_LAYER.into(),
+        };
+        let whole: Vec<u8> = chunks_of(&source, &layer, 0, 1 << 30)
+            .into_iter()
+            .flat_map(|c| c.bytes.to_vec())
+            .collect();
+        let chunk_size = whole.len() / 3 + 1;
+        for from in [0, 1000, chunk_size as u64] {
+            let chunks = chunks_of(&source, &layer, from, chunk_size);
+            assert_eq!(chunks[0].start, from);
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();
+            assert!(joined == whole[from as usize..], "from {from}");
+            let last = chunks.last().unwrap();
+            assert!(
+                chunks[..chunks.len() - 1]
+                    .iter()
+                    .all(|c| !c.last && c.digest.is_none())
+            );
+            assert!(last.last);
+            assert_eq!(last.digest, Some(Digest::of(&whole)));
+            assert_eq!(last.consumed, layer.size);
+        }
+        // A stream that is an exact number of chunks still ends with its last chunk.
+        let exact = chunks_of(&source, &layer, 0, whole.len());
+        assert_eq!(exact.len(), 1);
+        assert!(exact[0].last);
+    }
+}
