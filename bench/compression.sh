@@ -66,8 +66,9 @@ compressible_image() { # name megabytes
   local name=$1 mb=$2
   [ -f "$work/$name.tar" ] && return
   log "writing $name ($mb MiB of system files)"
-  find /usr/lib/x86_64-linux-gnu /usr/share /usr/bin -xdev -type f -size -32M -printf '%s %p\n' 2>/dev/null |
-    sort -k2 | awk -v max=$((mb << 20)) '{ total += $1; if (total > max) exit; print $2 }' >"$work/$name.list"
+  # awk stops reading early on purpose: the pipe's SIGPIPE is not a failure here.
+  { find /usr/lib/x86_64-linux-gnu /usr/share /usr/bin -xdev -type f -size -32M -printf '%s %p\n' 2>/dev/null |
+    sort -k2 | awk -v max=$((mb << 20)) '{ total += $1; if (total > max) exit; print $2 }' >"$work/$name.list"; } || true
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$work/$name.tmp" \
     -T "$work/$name.list" 2>/dev/null || true
   write_archive "$name" "$work/$name.tmp"

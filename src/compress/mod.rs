@@ -31,9 +31,10 @@ pub use stream::{
 /// small enough that a resume recompresses little and two threads get work from any
 /// layer over 8 MiB.
 pub const BLOCK_SIZE: u64 = 4 << 20;
-/// miniz_oxide's level 3: on layer-like content (binaries, text, man pages) within 2% of
-/// `gzip -6`'s size at two to three times its speed per core.
-pub const GZIP_LEVEL: i32 = 3;
+/// miniz_oxide's level 2: on layer-like content (libraries, binaries, documentation) the
+/// size skopeo's gzip gives (40%), at about 90 MB/s per core, 1.8 times level 3's speed
+/// for 4% more bytes and 4 times `gzip -6`'s speed for 9% more bytes.
+pub const GZIP_LEVEL: i32 = 2;
 /// zstd's own default level.
 pub const ZSTD_LEVEL: i32 = 3;
 /// Names the encoder whose output a recipe promises. Bump it when a dependency update
@@ -206,7 +207,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             Digest::of(&frame).as_str(),
-            "sha256:146e97f1053dcb71c7f89e143708ae0711be0fd98552ffb750b982f788e18a8f",
+            "sha256:67272cc7420a92ed3ea5e2278d05252315ddcfedb851cd27d0bcedd9fbc5001f",
             "gzip encoder output changed; bump GZIP_ENCODER"
         );
     }
@@ -279,7 +280,7 @@ mod tests {
         assert!(Mode::parse("brotli").is_err());
         assert_eq!(
             Recipe::of(Algorithm::Gzip).id(),
-            "gzip-3-4194304-miniz_oxide-0.9"
+            "gzip-2-4194304-miniz_oxide-0.9"
         );
     }
 }
