@@ -144,6 +144,15 @@ skopeo_push() { # port repository image
     "docker-archive:$work/$3.tar" "docker://127.0.0.1:$1/$2:1"
 }
 
+# Bytes of the layers the registry holds for port/repository:1 (the config comes first in
+# the manifest, so its size is skipped).
+pushed_layer_bytes() {
+  curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:$1/v2/$2/manifests/1" |
+    grep -o '"size": *[0-9]*' | tail -n +2 | grep -o '[0-9]*' | awk '{ s += $1 } END { print s }'
+}
+
 # ---------------------------------------------------------------------------------------
 throughput() {
   local port=5901 image=compressible bytes out seconds
@@ -162,7 +171,7 @@ throughput() {
     echo "| gzip -3 command | 1 | $seconds | $(mbps "$bytes" "$seconds") | $((100 * $(stat -c %s "$out") / bytes))% |"
     rm -f "$out"
     seconds=$(seconds_of skopeo_push $port bench/skopeo $image)
-    echo "| skopeo copy (push, gzip) | - | $seconds | $(mbps "$bytes" "$seconds") | |"
+    echo "| skopeo copy (push, gzip) | - | $seconds | $(mbps "$bytes" "$seconds") | $((100 * $(pushed_layer_bytes $port bench/skopeo) / bytes))% |"
     local algorithm threads report ratio
     for algorithm in gzip zstd; do
       for threads in $(printf '%s\n' 1 2 "$cores" | sort -nu); do

@@ -711,3 +711,49 @@ fn a_zstd_archive_from_save_extracts_with_its_diff_ids_checked() {
         );
     }
 }
+
+#[test]
+fn auto_measures_a_fast_link_sends_raw_and_leaves_no_probe_behind() {
+    let layers = vec![text_layer(14, 6 << 20)];
+    let setup = Setup::with_image(
+        TestImage::from_layers(14, layers, ("linux", "amd64")),
+        false,
+    );
+    let run = setup
+        .push(
+            &setup.registry.host(),
+            "compress/fast",
+            "a",
+            &["--compress", "auto"],
+        )
+        .run();
+    run.expect_success();
+    let compression = &run.report()["compression"];
+    assert_eq!(compression["algorithm"], "none", "{run}");
+    let reason = compression["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("compressing would not make the push faster"),
+        "{reason}"
+    );
+    assert!(run.stderr.contains("measured the link to"), "{run}");
+    // The probe's upload session was cancelled: the registry keeps none of its bytes.
+    // (distribution leaves an empty hash state behind a cancelled session: not data.)
+    let uploads: Vec<PathBuf> = read_tree(setup.registry.storage_dir())
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| path.components().any(|c| c.as_os_str() == "_uploads"))
+        .filter(|path| path.file_name().is_some_and(|name| name == "data"))
+        .collect();
+    assert!(uploads.is_empty(), "{uploads:?}");
+    // The measurement is remembered: the next push to this registry does not probe.
+    let other = setup
+        .push(
+            &setup.registry.host(),
+            "compress/fast-again",
+            "a",
+            &["--compress", "auto"],
+        )
+        .run();
+    other.expect_success();
+    assert!(!other.stderr.contains("measured the link to"), "{other}");
+}

@@ -258,11 +258,21 @@ impl Repository {
         let started = std::time::Instant::now();
         let outcome = self.upload_chunk(&session, 0, probe.len() as u64, &open);
         let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        self.cancel_upload(&session);
-        Ok(match outcome {
-            Ok(ChunkOutcome::Accepted { .. }) => Some(probe.len() as f64 / seconds),
-            _ => None,
-        })
+        match outcome {
+            Ok(ChunkOutcome::Accepted { location, .. }) => {
+                // The session moved on (distribution signs the offset into the URL): the
+                // new location is the one the registry will cancel.
+                self.cancel_upload(&Session {
+                    location,
+                    chunk_min_length: None,
+                });
+                Ok(Some(probe.len() as f64 / seconds))
+            }
+            _ => {
+                self.cancel_upload(&session);
+                Ok(None)
+            }
+        }
     }
 
     /// `GET /v2/<name>/manifests/<reference>`, verifying a digest reference's content.
