@@ -464,7 +464,13 @@ impl LayerCompression<'_> {
                         .scale(chunk.consumed as f64 / chunk.end() as f64);
                 }
                 let failure = if chunk.bytes.is_empty() || (chunk.last && rules.last_chunk_in_put) {
-                    match self.commit(&session, &chunk, &sent)? {
+                    let committed = self.commit(&session, &chunk, &sent).inspect_err(|e| {
+                        // Refused for good: the session is of no use to a later run.
+                        if e.class == Class::Registry {
+                            self.forget_stream(layer);
+                        }
+                    });
+                    match committed? {
                         Commit::Done => {
                             return Ok(Some(
                                 self.finish(layer, &chunk, &table, &sent, reused, resumes),
@@ -491,12 +497,18 @@ impl LayerCompression<'_> {
                             };
                             failures = 0;
                             self.remember_stream(layer, &session, offset, &table);
-                            if offset >= chunk.start && (offset < end || chunk.last) {
-                                // What the registry did not keep, or the closing request.
-                                pending = Some(chunk.from(offset));
-                            } else if offset < chunk.start {
-                                chunks =
-                                    self.produce(scope, layer, table.clone(), offset, chunk_size);
+                            match next_step(&chunk, offset) {
+                                Step::Send(rest) => pending = Some(rest),
+                                Step::Next => {}
+                                Step::Recompress => {
+                                    chunks = self.produce(
+                                        scope,
+                                        layer,
+                                        table.clone(),
+                                        offset,
+                                        chunk_size,
+                                    );
+                                }
                             }
                             continue;
                         }
@@ -569,10 +581,12 @@ impl LayerCompression<'_> {
                 }
                 session = resumed;
                 offset = held;
-                if chunk.start <= held && held <= chunk.end() {
-                    pending = Some(chunk.from(held));
-                } else {
-                    chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
+                match next_step(&chunk, held) {
+                    Step::Send(rest) => pending = Some(rest),
+                    Step::Next => {}
+                    Step::Recompress => {
+                        chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
+                    }
                 }
                 self.remember_stream(layer, &session, offset, &table);
             }
@@ -688,6 +702,28 @@ impl LayerCompression<'_> {
             }
         });
         receiver
+    }
+}
+
+/// What to send after the registry said it holds `held` bytes, `chunk` being the chunk in
+/// memory.
+enum Step {
+    /// The rest of the chunk (or, at the end, the closing request).
+    Send(Chunk),
+    /// The chunk is done: the next one from the producer.
+    Next,
+    /// The registry holds less than the chunk's start (or more than its end): produce
+    /// the stream again from `held`.
+    Recompress,
+}
+
+fn next_step(chunk: &Chunk, held: u64) -> Step {
+    if held < chunk.start || held > chunk.end() {
+        Step::Recompress
+    } else if held < chunk.end() || chunk.last {
+        Step::Send(chunk.from(held))
+    } else {
+        Step::Next
     }
 }
 
@@ -822,6 +858,35 @@ mod tests {
         fill_chunks(reader, from, chunk_size, &sender).unwrap();
         drop(sender);
         receiver.iter().map(|c| c.unwrap()).collect()
+    }
+
+    fn chunk(start: u64, length: usize, last: bool) -> Chunk {
+        Chunk {
+            start,
+            bytes: Arc::new(vec![7; length]),
+            last,
+            digest: last.then(|| Digest::of(b"stream")),
+            consumed: 0,
+        }
+    }
+
+    #[test]
+    fn after_a_failure_the_registry_offset_picks_what_to_send() {
+        let middle = chunk(100, 50, false);
+        assert!(matches!(next_step(&middle, 99), Step::Recompress));
+        assert!(matches!(next_step(&middle, 151), Step::Recompress));
+        assert!(matches!(next_step(&middle, 150), Step::Next));
+        match next_step(&middle, 120) {
+            Step::Send(rest) => assert_eq!((rest.start, rest.bytes.len()), (120, 30)),
+            _ => panic!("the rest of the chunk is sent"),
+        }
+        // The last chunk all held: only the closing request is left.
+        match next_step(&chunk(100, 50, true), 150) {
+            Step::Send(rest) => {
+                assert!(rest.bytes.is_empty() && rest.last && rest.digest.is_some())
+            }
+            _ => panic!("the closing request is sent"),
+        }
     }
 
     #[test]

@@ -268,4 +268,31 @@ fn static_binary_pushes_over_tls_by_hosts_and_dns_names_inside_a_bare_chroot() {
         );
         assert_eq!(common::sha256_digest(&served.stdout), digest);
     }
+
+    // The bundled C zstd library works in the static binary too.
+    let mut push = namespace.command("chroot");
+    push.arg(&root).args([
+        "/docker-image-pusher",
+        "push",
+        "--source",
+        "/data/image.tar",
+        "--target",
+        "registry.test/static/zstd:1",
+        "--compress",
+        "zstd",
+    ]);
+    let (ok, text) = output(&mut push);
+    assert!(ok, "zstd push inside the chroot failed:\n{text}");
+    let mut fetch = namespace.command("curl");
+    fetch
+        .args(["-fs", "--cacert"])
+        .arg(&certs.ca_cert)
+        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .arg("https://127.0.0.1/v2/static/zstd/manifests/1");
+    let served = fetch.output().expect("curl");
+    let manifest = String::from_utf8_lossy(&served.stdout);
+    assert!(
+        manifest.contains("application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{manifest}"
+    );
 }
