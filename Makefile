@@ -17,6 +17,12 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 
+# Not part of `test`: needs root for network namespaces and takes about half an hour.
+bench:
+	scripts/ensure-deps.sh bench
+	$(CARGO) build --release --bin docker-image-pusher --example bench-image --example link-proxy --example startup-probe
+	bench/run.sh
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
