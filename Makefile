@@ -30,3 +30,13 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf dist tmp
+
+# A fully static x86_64 Linux binary: glibc linked statically (the musl target cannot be
+# installed here). Name resolution does not depend on glibc's NSS (see src/resolve.rs).
+STATIC_TARGET ?= x86_64-unknown-linux-gnu
+static:
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --release --target $(STATIC_TARGET)
+	mkdir -p dist
+	cp target/$(STATIC_TARGET)/release/docker-image-pusher dist/docker-image-pusher
+	file dist/docker-image-pusher
+	ls -l dist/docker-image-pusher

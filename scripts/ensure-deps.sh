@@ -12,6 +12,8 @@ have python3 || need+=(python3)
 if [ "$purpose" != demo ]; then
   have skopeo || need+=(skopeo)
   have openssl || need+=(openssl)
+  [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+  have file || need+=(file)
 fi
 if [ "$purpose" = bench ]; then
   have ip || need+=(iproute2)

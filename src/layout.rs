@@ -208,14 +208,13 @@ fn resolve_index(
             missing.into_iter().flat_map(|(_, d)| d).collect(),
         ));
     }
-    let absent: Vec<String> = missing.iter().map(|(d, _)| platform_label(d)).collect();
+    let absent = describe_absent(missing.iter().map(|(d, _)| *d));
     if images.len() == 1 {
         let (descriptor, artifact) = images[0];
         let mut artifact = artifact.clone();
         artifact.notes.push(format!(
-            "the source holds only {} of its multi-platform index (missing: {}); pushing that platform's manifest {} instead of the index",
+            "the source lacks {absent} of its multi-platform index; pushing the {} manifest {} instead of the index",
             platform_label(descriptor),
-            absent.join(", "),
             descriptor.digest
         ));
         return Ok(Resolved::Complete(artifact));
@@ -229,13 +228,30 @@ fn resolve_index(
     };
     let reduced_bytes = serde_json::to_vec(&reduced).map_err(|e| Error::input(e.to_string()))?;
     artifact.notes.push(format!(
-        "the source lacks platforms {} of its index; pushing a new index of the platforms present",
-        absent.join(", ")
+        "the source lacks {absent} of its index; pushing a new index of the platforms present"
     ));
     artifact
         .manifests
         .push(RawManifest::new(media_type, reduced_bytes));
     Ok(Resolved::Complete(artifact))
+}
+
+/// What an index's absent children are, for the user: platforms by name, attestations
+/// (whose platform is `unknown/unknown`) only counted.
+fn describe_absent<'a>(absent: impl Iterator<Item = &'a Descriptor>) -> String {
+    let (attestations, platforms): (Vec<&Descriptor>, Vec<&Descriptor>) =
+        absent.partition(|d| attestation_subject(d).is_some());
+    let mut parts = Vec::new();
+    if !platforms.is_empty() {
+        let labels: Vec<String> = platforms.iter().map(|d| platform_label(d)).collect();
+        parts.push(format!("platforms {}", labels.join(", ")));
+    }
+    match attestations.len() {
+        0 => {}
+        1 => parts.push("1 build attestation".to_string()),
+        n => parts.push(format!("{n} build attestations")),
+    }
+    parts.join(" and ")
 }
 
 fn platform_label(descriptor: &Descriptor) -> String {
@@ -368,6 +384,35 @@ mod tests {
             artifact.notes[0].contains("linux/arm64"),
             "{:?}",
             artifact.notes
+        );
+    }
+
+    #[test]
+    fn absent_attestations_are_counted_not_named_as_platforms() {
+        let digest = Digest::of(b"x");
+        let platform = descriptor(media::OCI_MANIFEST, &digest, 1, Some("linux/s390x"));
+        let mut attestation = descriptor(media::OCI_MANIFEST, &digest, 1, Some("unknown/unknown"));
+        attestation.annotations = Some(
+            [
+                ("vnd.docker.reference.type", "attestation-manifest"),
+                ("vnd.docker.reference.digest", digest.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let both = [platform.clone(), attestation.clone(), attestation.clone()];
+        assert_eq!(
+            describe_absent(both.iter()),
+            "platforms linux/s390x and 2 build attestations"
+        );
+        assert_eq!(
+            describe_absent(std::iter::once(&attestation)),
+            "1 build attestation"
+        );
+        assert_eq!(
+            describe_absent(std::iter::once(&platform)),
+            "platforms linux/s390x"
         );
     }
 

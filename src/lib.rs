@@ -1,18 +1,34 @@
 //! docker-image-pusher: move container images between archives, a local cache and registries.
 //!
 //! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
-//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`).
+//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`). Beside the workers,
+//! `monitor` samples the transfer, resizes the worker gate in dynamic mode and feeds the
+//! display (`progress`).
+//!
+//! Into the cache (`cache`, an OCI image layout): registry -> blob task (`pull`) -> worker
+//! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
+//! or archive entry -> verified copy (`extract`) -> `blobs/sha256/`. Out of it: `push`
+//! (the cache is a `BlobSource`), `save` (one archive for a USB stick), `verify`.
 
 pub mod archive;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod digest;
+pub mod download;
 pub mod error;
+pub mod extract;
 pub mod image;
 pub mod layout;
+pub mod monitor;
 pub mod progress;
+pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
+pub mod save;
 pub mod scheduler;
+pub mod units;
 pub mod upload;
+pub mod verify;

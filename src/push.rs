@@ -3,22 +3,29 @@
 //! before the index that names them, the last one under the target's tag.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
 use crate::error::{Class, Error, Result};
 use crate::image::{Artifact, Blob, BlobSource};
-use crate::progress::{Reporter, human_bytes};
+use crate::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
-use crate::scheduler::{Gate, PriorityChannel, run_pool};
+use crate::scheduler::{ClassCaps, Gate, PriorityChannel, SizeClass, run_pool};
+use crate::units::{human_duration, human_rate};
 use crate::upload::{Outcome, UploadOptions, Uploader};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub upload: UploadOptions,
-    /// Worker threads (and the initial number allowed to run at once).
+    /// Worker threads: the most blobs that may upload at once.
     pub max_concurrent: usize,
+    /// Dynamic mode: the controller's settings (its `max` is `max_concurrent`). `None`
+    /// keeps `max_concurrent` blobs uploading at once throughout.
+    pub dynamic: Option<Tuning>,
+    /// Caps per size class, within the overall limit.
+    pub class_caps: ClassCaps,
     /// Check everything, upload nothing.
     pub dry_run: bool,
     /// Finish at once when the target tag already serves this exact manifest.
@@ -42,6 +49,42 @@ pub struct PushReport {
     pub duration_seconds: f64,
     pub dry_run: bool,
     pub up_to_date: bool,
+    /// Bytes per second over the blob uploads.
+    pub average_speed: f64,
+    /// Every blob, in manifest order (empty for a dry run or an up-to-date target).
+    pub layers: Vec<LayerReport>,
+    /// How the worker pool ran (absent when nothing was transferred).
+    pub concurrency: Option<ConcurrencyReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerReport {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub size_class: SizeClass,
+    /// `uploaded`, `existed` or `mounted`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_from: Option<String>,
+    pub bytes_sent: u64,
+    pub bytes_reused: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConcurrencyReport {
+    /// `fixed` or `dynamic`.
+    pub mode: &'static str,
+    pub min: usize,
+    pub max: usize,
+    pub initial: usize,
+    #[serde(rename = "final")]
+    pub final_limit: usize,
+    pub peak_speed: f64,
+    /// Running uploads over allowed ones while anything was uploading (0..1).
+    pub utilization: f64,
+    pub changes: Vec<Change>,
 }
 
 pub fn push(
@@ -83,10 +126,16 @@ pub fn push(
     if options.dry_run {
         return dry_run(artifact, repository, report, reporter);
     }
-    upload_blobs(artifact, source, repository, options, reporter, &mut report)?;
+    let analytics = upload_blobs(artifact, source, repository, options, reporter, &mut report)?;
     commit_manifests(artifact, repository, target, reporter)?;
     report.retries = repository.transport().retries();
     report.duration_seconds = reporter.elapsed().as_secs_f64();
+    if let Some(analytics) = analytics {
+        let classes = class_counts(artifact.blobs.iter().map(|b| b.size));
+        for line in render_analytics(&analytics, &classes) {
+            reporter.detail(&line);
+        }
+    }
     Ok(report)
 }
 
@@ -96,6 +145,9 @@ fn target_is_current(repository: &Repository, target: &Reference, digest: &Diges
         .is_ok_and(|m| m.digest == *digest)
 }
 
+/// Uploads every blob on the worker pool while the monitor thread samples the transfer,
+/// drives the display and (in dynamic mode) resizes the gate. Returns the monitor's
+/// figures for the report.
 fn upload_blobs(
     artifact: &Artifact,
     source: &dyn BlobSource,
@@ -103,58 +155,127 @@ fn upload_blobs(
     options: &PushOptions,
     reporter: &Arc<Reporter>,
     report: &mut PushReport,
-) -> Result<()> {
+) -> Result<Option<Analytics>> {
+    reporter.begin_layers(&artifact.blobs);
     let queue = PriorityChannel::new();
-    for blob in &artifact.blobs {
+    for (index, blob) in artifact.blobs.iter().enumerate() {
         // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, blob.clone());
+        queue.send(blob.size, index);
     }
-    let gate = Gate::new(options.max_concurrent);
-    let uploader = Uploader {
-        repository,
-        source,
-        options: &options.upload,
-        progress: reporter.clone(),
+    let initial = match &options.dynamic {
+        Some(tuning) => tuning.initial(artifact.blobs.len()),
+        None => options.max_concurrent,
     };
-    let work = |blob: Blob| {
-        reporter.detail(&format!(
-            "{}: uploading ({})",
-            blob.digest.short(),
-            human_bytes(blob.size)
-        ));
-        let result = uploader.upload(&blob);
-        if let Ok(outcome) = &result {
-            reporter.info(&describe(&blob, outcome));
-        }
-        (blob, result)
+    let gate = Gate::with_caps(initial, options.class_caps);
+    let work = |index: usize| {
+        let blob = &artifact.blobs[index];
+        reporter.layer_started(index);
+        let started = Instant::now();
+        let uploader = Uploader {
+            repository,
+            source,
+            options: &options.upload,
+            progress: reporter.layer_progress(index),
+        };
+        let result = uploader.upload(blob);
+        let took = started.elapsed();
+        let event = match &result {
+            Ok(outcome) => describe(blob, outcome, took),
+            Err(e) => format!("{}: failed: {}", blob.digest.short(), e.message),
+        };
+        reporter.layer_finished(index, &event);
+        (index, result, took)
     };
-    let stop = |(_, result): &(Blob, Result<Outcome>)| result.as_ref().is_err_and(is_fatal);
-    let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
+    let stop =
+        |(_, result, _): &(usize, Result<Outcome>, Duration)| result.as_ref().is_err_and(is_fatal);
+
+    let sent = || reporter.counters.sent();
+    let queued = || queue.len();
+    let sources = Sources {
+        gate: &gate,
+        sent: &sent,
+        queued: &queued,
+    };
+    let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
+    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
+    let mut tracker = Tracker::new(options.dynamic.clone(), initial);
+    let (results, monitored) = std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| {
+            monitor::watch(&sources, &mut tracker, &show, &stopped);
+        });
+        let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
+        drop(stop_monitor);
+        (results, monitor.join().is_ok())
+    });
+    reporter.finish_live();
+    let analytics = monitored.then(|| tracker.analytics());
+
+    let mut layers: Vec<Option<LayerReport>> = vec![None; artifact.blobs.len()];
     let mut first_error = None;
-    for (blob, result) in results {
+    for (index, result, took) in results {
+        let blob = &artifact.blobs[index];
+        let mut layer = LayerReport {
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            media_type: blob.media_type.clone(),
+            size_class: SizeClass::of(blob.size),
+            outcome: "uploaded",
+            mounted_from: None,
+            bytes_sent: 0,
+            bytes_reused: 0,
+            seconds: seconds(took),
+        };
         match result {
             Ok(Outcome::Existed) => {
                 report.blobs_existing += 1;
                 report.bytes_skipped += blob.size;
+                layer.outcome = "existed";
             }
-            Ok(Outcome::Mounted { .. }) => {
+            Ok(Outcome::Mounted { from }) => {
                 report.blobs_mounted += 1;
                 report.bytes_skipped += blob.size;
+                layer.outcome = "mounted";
+                layer.mounted_from = Some(from);
             }
             Ok(Outcome::Uploaded { sent, reused }) => {
                 report.blobs_uploaded += 1;
                 report.bytes_sent += sent;
                 report.bytes_reused += reused;
+                layer.bytes_sent = sent;
+                layer.bytes_reused = reused;
             }
             Err(e) => {
                 first_error.get_or_insert(e);
+                continue;
             }
         }
+        layers[index] = Some(layer);
     }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(()),
+    if let Some(error) = first_error {
+        return Err(error);
     }
+    report.layers = layers.into_iter().flatten().collect();
+    if let Some(analytics) = &analytics {
+        report.average_speed = analytics.average_speed.round();
+        report.concurrency = Some(ConcurrencyReport {
+            mode: if analytics.dynamic {
+                "dynamic"
+            } else {
+                "fixed"
+            },
+            min: options
+                .dynamic
+                .as_ref()
+                .map_or(options.max_concurrent, |t| t.min),
+            max: options.max_concurrent,
+            initial,
+            final_limit: analytics.final_limit,
+            peak_speed: analytics.peak_speed.round(),
+            utilization: (analytics.utilization * 1000.0).round() / 1000.0,
+            changes: analytics.changes.clone(),
+        });
+    }
+    Ok(analytics)
 }
 
 /// Errors that make the other uploads pointless: nothing else will succeed either.
@@ -165,19 +286,34 @@ fn is_fatal(error: &Error) -> bool {
     )
 }
 
-fn describe(blob: &Blob, outcome: &Outcome) -> String {
+fn describe(blob: &Blob, outcome: &Outcome, took: Duration) -> String {
     let id = blob.digest.short();
+    let timing = || {
+        let seconds = took.as_secs_f64();
+        if seconds >= 1.0 {
+            format!(
+                " in {}, {}",
+                human_duration(seconds),
+                human_rate(blob.size as f64 / seconds)
+            )
+        } else {
+            String::new()
+        }
+    };
     match outcome {
         Outcome::Existed => format!("{id}: already exists"),
         Outcome::Mounted { from } => format!("{id}: mounted from {from}"),
         Outcome::Uploaded { reused, .. } if *reused > 0 => {
             format!(
-                "{id}: pushed ({}, resumed after {})",
+                "{id}: pushed ({}{}, resumed after {})",
                 human_bytes(blob.size),
+                timing(),
                 human_bytes(*reused)
             )
         }
-        Outcome::Uploaded { .. } => format!("{id}: pushed ({})", human_bytes(blob.size)),
+        Outcome::Uploaded { .. } => {
+            format!("{id}: pushed ({}{})", human_bytes(blob.size), timing())
+        }
     }
 }
 

@@ -145,6 +145,11 @@ impl Archive {
     /// image, else the one tagged like the target. Ambiguity is an error listing choices.
     pub fn select(&mut self, wanted: Option<&str>, target_tag: Option<&str>) -> Result<Artifact> {
         let index = self.choose(wanted, target_tag)?;
+        self.artifact(index)
+    }
+
+    /// The artifact of candidate `index` (see [`Archive::candidates`]).
+    pub fn artifact(&mut self, index: usize) -> Result<Artifact> {
         let candidate = self.candidates[index].clone();
         match &candidate.origin {
             Origin::Layout(descriptor) => match layout::resolve(self, descriptor) {
@@ -193,7 +198,8 @@ impl Archive {
         Ok(artifact)
     }
 
-    fn choose(&self, wanted: Option<&str>, target_tag: Option<&str>) -> Result<usize> {
+    /// Which candidate `select` would take (see there).
+    pub fn choose(&self, wanted: Option<&str>, target_tag: Option<&str>) -> Result<usize> {
         let matching = |query: &str| -> Vec<usize> {
             (0..self.candidates.len())
                 .filter(|&i| {
@@ -235,6 +241,12 @@ impl Archive {
         let labels: Vec<String> = self.candidates.iter().map(Candidate::label).collect();
         Error::usage(format!("{problem}; it has: {}", labels.join(", ")))
             .hint("choose one with --source-tag")
+    }
+
+    /// Where a blob's bytes start in the (decompressed) archive: reading blobs in this
+    /// order reads the archive front to back, which a gzipped archive or a USB stick needs.
+    pub fn blob_position(&self, digest: &Digest) -> Option<u64> {
+        self.blob_entry(digest).map(|entry| entry.offset)
     }
 
     fn blob_entry(&self, digest: &Digest) -> Option<tarball::Entry> {

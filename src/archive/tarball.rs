@@ -159,8 +159,16 @@ impl Tarball {
         {
             return self.truncated();
         }
+        // The tar reader quotes header fields it could not parse; for a file that is not a
+        // tar at all that would print pieces of its content, so only the kind is kept.
+        let why = match err.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::Other => {
+                "its headers are not tar headers".to_string()
+            }
+            _ => err.to_string(),
+        };
         Error::input(format!(
-            "{} is not a readable tar archive: {err}",
+            "{} is not a tar archive ({why})",
             self.path.display()
         ))
         .hint("expected the output of docker save, skopeo copy or an OCI archive")

@@ -4,12 +4,18 @@
 
 use argh::FromArgs;
 
+mod clean;
+mod extract;
+mod list;
+mod pull;
 mod push;
+mod save;
+mod verify;
 
 use crate::error::{Error, Result};
 
 #[derive(FromArgs, Debug)]
-/// Move container images between docker save / OCI archives and registries.
+/// Move container images between docker save / OCI archives, a local cache and registries.
 ///
 /// The older form `docker-image-pusher -r URL -f FILE [flags]` still means `push`.
 pub struct Cli {
@@ -21,9 +27,21 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Push(PushArgs),
+    Pull(PullArgs),
+    Extract(ExtractArgs),
+    List(ListArgs),
+    Clean(CleanArgs),
+    Save(SaveArgs),
+    Verify(VerifyArgs),
 }
 
+pub use clean::CleanArgs;
+pub use extract::ExtractArgs;
+pub use list::ListArgs;
+pub use pull::PullArgs;
 pub use push::PushArgs;
+pub use save::SaveArgs;
+pub use verify::VerifyArgs;
 
 /// Parses byte sizes like `1073741824`, `512M`, `1G`, `64MiB`.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -57,6 +75,12 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 fn canonical_subcommand(name: &str) -> Option<&'static str> {
     match name {
         "push" | "ps" => Some("push"),
+        "pull" | "p" => Some("pull"),
+        "extract" | "e" => Some("extract"),
+        "list" | "l" | "ls" => Some("list"),
+        "clean" | "c" => Some("clean"),
+        "save" => Some("save"),
+        "verify" => Some("verify"),
         _ => None,
     }
 }
@@ -106,6 +130,14 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The cache directory: the flag, else `DOCKER_PUSHER_CACHE_DIR`, else `.cache`.
+pub fn cache_dir_setting(flag: Option<&str>, env: Env) -> std::path::PathBuf {
+    flag.map(str::to_string)
+        .or_else(|| env(crate::cache::ENV_DIR))
+        .unwrap_or_else(|| crate::cache::DEFAULT_DIR.to_string())
+        .into()
+}
+
 /// A numeric setting: the flag, else the environment variable, else the default.
 pub fn number_setting<T: std::str::FromStr + Copy>(
     flag: Option<T>,
@@ -135,15 +167,39 @@ pub fn size_setting(flag: Option<u64>, env: Env, name: &str, default: u64) -> Re
     }
 }
 
+/// A numeric setting without a default: the flag, else the environment variable, else none.
+pub fn optional_number<T: std::str::FromStr + Copy>(
+    flag: Option<T>,
+    env: Env,
+    name: &str,
+) -> Result<Option<T>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    env(name)
+        .map(|text| {
+            text.trim()
+                .parse()
+                .map_err(|_| Error::usage(format!("{name}=\"{text}\" is not a valid number")))
+        })
+        .transpose()
+}
+
 /// A switch: on when given, else when the environment variable says true.
 pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
+    Ok(optional_switch(flag, env, name)?.unwrap_or(false))
+}
+
+/// A switch that can also be turned off explicitly: `Some(true)` when given or the
+/// environment says true, `Some(false)` when the environment says false, else `None`.
+pub fn optional_switch(flag: bool, env: Env, name: &str) -> Result<Option<bool>> {
     if flag {
-        return Ok(true);
+        return Ok(Some(true));
     }
     match env(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        None => Ok(None),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(Some(false)),
         Some(v) => {
             Err(Error::usage(format!("{name}=\"{v}\" is not a boolean")).hint("use true or false"))
         }
@@ -202,6 +258,34 @@ mod tests {
             normalize_args(&strings(&["pull", "x"])),
             strings(&["pull", "x"])
         );
+        for (alias, name) in [
+            ("p", "pull"),
+            ("e", "extract"),
+            ("l", "list"),
+            ("ls", "list"),
+            ("c", "clean"),
+        ] {
+            assert_eq!(normalize_args(&strings(&[alias]))[0], name);
+        }
+    }
+
+    #[test]
+    fn cache_dir_comes_from_flag_then_environment_then_default() {
+        let env =
+            |name: &str| (name == "DOCKER_PUSHER_CACHE_DIR").then(|| "/env/cache".to_string());
+        let none = |_: &str| None;
+        assert_eq!(
+            cache_dir_setting(Some("/flag"), &env),
+            std::path::PathBuf::from("/flag")
+        );
+        assert_eq!(
+            cache_dir_setting(None, &env),
+            std::path::PathBuf::from("/env/cache")
+        );
+        assert_eq!(
+            cache_dir_setting(None, &none),
+            std::path::PathBuf::from(".cache")
+        );
     }
 
     #[test]
@@ -219,6 +303,20 @@ mod tests {
         assert!(switch_setting(false, &env, "ON").unwrap());
         assert!(!switch_setting(false, &env, "MISSING").unwrap());
         assert!(switch_setting(false, &env, "BAD").is_err());
+        assert_eq!(optional_number::<usize>(None, &env, "N").unwrap(), Some(8));
+        assert_eq!(
+            optional_number::<usize>(Some(3), &env, "N").unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            optional_number::<usize>(None, &env, "MISSING").unwrap(),
+            None
+        );
+        assert!(optional_number::<f64>(None, &env, "BAD").is_err());
+        let off = |name: &str| (name == "OFF").then(|| "no".to_string());
+        assert_eq!(optional_switch(false, &off, "OFF").unwrap(), Some(false));
+        assert_eq!(optional_switch(true, &off, "OFF").unwrap(), Some(true));
+        assert_eq!(optional_switch(false, &off, "MISSING").unwrap(), None);
     }
 
     #[test]
@@ -253,7 +351,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let Command::Push(push) = cli.command;
+        let Command::Push(push) = cli.command else {
+            panic!("push parses as push");
+        };
         assert_eq!(push.timeout, Some(5));
         assert_eq!(push.chunk_size, Some(8 << 20));
         assert_eq!(push.ca_cert.len(), 2);

@@ -5,13 +5,14 @@ use argh::FromArgs;
 use super::parse_size;
 
 #[derive(FromArgs, Debug, Default)]
-/// Push an image archive to a registry (alias: ps).
+/// Push an image archive or a cached image to a registry (alias: ps).
 #[argh(
     subcommand,
     name = "push",
     example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
     example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
-    note = "Environment: DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
+    example = "docker-image-pusher push --source registry.example.com/team/app:1.0 --target registry.internal/team/app:1.0",
+    note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
     error_code(2, "usage error"),
     error_code(3, "bad input: unreadable, malformed or corrupt archive"),
     error_code(4, "authentication or permission failure"),
@@ -19,7 +20,7 @@ use super::parse_size;
     error_code(6, "the registry refused the request")
 )]
 pub struct PushArgs {
-    /// the archive to push: docker save output, an OCI archive, or either gzipped
+    /// what to push: an archive (docker save output, an OCI archive, or either gzipped), or a cached image (name:tag or digest) when no such file exists
     #[argh(option, short = 'f')]
     pub source: String,
 
@@ -30,6 +31,10 @@ pub struct PushArgs {
     /// which image of a multi-image archive to push (tag or name:tag)
     #[argh(option)]
     pub source_tag: Option<String>,
+
+    /// the cache directory to push cached images from (default .cache, or DOCKER_PUSHER_CACHE_DIR)
+    #[argh(option)]
+    pub cache_dir: Option<String>,
 
     /// registry username
     #[argh(option, short = 'u')]
@@ -55,9 +60,33 @@ pub struct PushArgs {
     #[argh(switch)]
     pub json: bool,
 
-    /// how many blobs to upload at once (default 1)
+    /// how many blobs to upload at once (default 1); with --enable-dynamic-concurrency the most the controller may use (default 8)
     #[argh(option)]
     pub max_concurrent: Option<usize>,
+
+    /// let the tool adjust how many blobs upload at once while it measures the link, between --min-concurrent and --max-concurrent
+    #[argh(switch)]
+    pub enable_dynamic_concurrency: bool,
+
+    /// fewest blobs uploading at once in dynamic mode (default 1)
+    #[argh(option)]
+    pub min_concurrent: Option<usize>,
+
+    /// at most this many blobs under 100 MiB upload at once (default: no cap of their own)
+    #[argh(option)]
+    pub small_file_concurrent: Option<usize>,
+
+    /// at most this many blobs over 1 GiB upload at once (default: no cap of their own)
+    #[argh(option)]
+    pub large_file_concurrent: Option<usize>,
+
+    /// in dynamic mode, add no workers once the push moves this many MB/s (default: none, go as fast as the link allows)
+    #[argh(option)]
+    pub speed_threshold: Option<f64>,
+
+    /// in dynamic mode, seconds of steady measurement at a concurrency level before judging it (default 2)
+    #[argh(option)]
+    pub speed_check_interval: Option<f64>,
 
     /// retries for a failed request before giving up (default 3)
     #[argh(option)]

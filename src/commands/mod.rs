@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+mod clean;
+mod extract;
+mod list;
+mod pull;
 mod push;
+mod save;
+mod verify;
 
 use crate::cli::{self, Cli, Command, Env};
 use crate::error::{Error, Result};
@@ -51,6 +57,12 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 fn run(cli: Cli, env: Env) -> Result<()> {
     match cli.command {
         Command::Push(args) => push::run_push(args, env),
+        Command::Pull(args) => pull::run_pull(args, env),
+        Command::Extract(args) => extract::run_extract(args, env),
+        Command::List(args) => list::run_list(args, env),
+        Command::Clean(args) => clean::run_clean(args, env),
+        Command::Save(args) => save::run_save(args, env),
+        Command::Verify(args) => verify::run_verify(args, env),
     }
 }
 

@@ -304,6 +304,17 @@ impl Transport {
                         self.host
                     )));
                 }
+                // `send` already answered the Basic challenge with our credentials; a
+                // second 401 is the registry refusing them. Say so now, before any upload.
+                if challenge == Some(Challenge::Basic)
+                    && let Some(user) = self.auth.username()
+                {
+                    return Err(Error::auth(format!(
+                        "{} rejected the credentials for user \"{user}\"",
+                        self.host
+                    ))
+                    .hint("check the username and password (or token)"));
+                }
                 self.auth.set_challenge(challenge);
                 Ok(())
             }
@@ -532,13 +543,6 @@ impl Transport {
 
     /// Explains a response that is not what the caller needed, in the user's terms.
     pub fn status_error(&self, response: Response, action: &str) -> Error {
-        let challenge_error = response
-            .header("www-authenticate")
-            .and_then(auth::parse_challenge)
-            .and_then(|c| match c {
-                Challenge::Bearer { error, .. } => error,
-                Challenge::Basic => None,
-            });
         let (status, code, message) = response.error_summary();
         let detail = match &code {
             Some(code) if !message.is_empty() => format!("{code}: {message}"),
@@ -548,21 +552,55 @@ impl Transport {
         };
         let what = format!("{action} failed on {}", self.host);
         match status {
-            401 if challenge_error.as_deref() == Some("insufficient_scope") || self.auth.has_credentials() => {
-                Error::auth(format!("{what}: access denied ({detail})"))
-                    .hint("the credentials lack permission for this repository; check the account's rights")
+            401 => {
+                let basic = self.auth.challenge() == Some(Challenge::Basic);
+                match (self.auth.username(), refusal(self.auth.has_credentials(), basic)) {
+                    (_, Refusal::NoCredentials) => {
+                        Error::auth(format!("{what}: authentication required ({detail})"))
+                            .hint("pass -u/--username with --password-stdin, set DOCKER_PUSHER_USERNAME/PASSWORD, or docker login")
+                    }
+                    (user, Refusal::BadCredentials) => Error::auth(format!(
+                        "{what}: the registry rejected the credentials for user \"{}\"",
+                        user.unwrap_or_default()
+                    ))
+                    .hint("check the username and password (or token)"),
+                    (user, Refusal::NoPermission) => Error::auth(format!(
+                        "{what}: access denied for user \"{}\" ({detail})",
+                        user.unwrap_or_default()
+                    ))
+                    .hint("the account lacks permission for this repository, or may not create it; check the account's rights"),
+                }
             }
-            401 => Error::auth(format!("{what}: authentication required ({detail})"))
-                .hint("pass -u/--username with --password-stdin, set DOCKER_PUSHER_USERNAME/PASSWORD, or docker login"),
             403 => Error::auth(format!("{what}: access denied ({detail})"))
                 .hint("the account lacks permission for this repository"),
-            404 if code.as_deref() == Some("NAME_UNKNOWN") => {
-                Error::registry(format!("{what}: repository not found ({detail})"))
-                    .hint("check the repository name; some registries need the repository created first")
-            }
-            429 => Error::registry(format!("{what}: rate limited ({detail})")).hint("wait and try again"),
+            404 if code.as_deref() == Some("NAME_UNKNOWN") => Error::registry(format!(
+                "{what}: repository not found ({detail})"
+            ))
+            .hint("check the repository name; some registries need the repository created first"),
+            429 => Error::registry(format!("{what}: rate limited ({detail})"))
+                .hint("wait and try again"),
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         }
+    }
+}
+
+/// What a 401 on a request that carried our best credentials means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// We sent none; the registry wants some.
+    NoCredentials,
+    /// Basic auth has no per-repository scopes, so a 401 there means the password was refused.
+    BadCredentials,
+    /// The token service accepted the credentials (a wrong password fails there), so the
+    /// token it issued lacks the action: the account may not do this.
+    NoPermission,
+}
+
+fn refusal(has_credentials: bool, basic: bool) -> Refusal {
+    match (has_credentials, basic) {
+        (false, _) => Refusal::NoCredentials,
+        (true, true) => Refusal::BadCredentials,
+        (true, false) => Refusal::NoPermission,
     }
 }
 
@@ -610,9 +648,11 @@ fn is_transient(error: &Error) -> bool {
         && !error.message.contains("TLS")
 }
 
+/// A TLS handshake answered in plain HTTP fails with a record of the wrong content type;
+/// any other TLS failure (an untrusted certificate above all) is not a scheme mix-up.
 fn looks_like_plain_http(error: &Error) -> bool {
     let text = error.message.to_ascii_lowercase();
-    text.contains("invalidcontenttype") || text.contains("corrupt message") || text.contains("tls")
+    text.contains("invalidcontenttype") || text.contains("corrupt message")
 }
 
 /// Maps a failed exchange to a network error that names the host and a likely fix.
@@ -705,7 +745,12 @@ fn build_agent(host: &str, options: &TransportOptions) -> Result<ureq::Agent> {
         .timeout_send_request(timeout)
         .max_idle_connections_per_host(16)
         .build();
-    Ok(config.new_agent())
+    let connector = ureq::unversioned::transport::DefaultConnector::new();
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        crate::resolve::HostResolver::default(),
+    ))
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -806,6 +851,22 @@ mod tests {
             resolve_url(base, "u2"),
             "https://r.example.com:5000/v2/a/blobs/uploads/u2"
         );
+    }
+
+    #[test]
+    fn a_401_is_explained_by_what_was_sent() {
+        assert_eq!(refusal(false, true), Refusal::NoCredentials);
+        assert_eq!(refusal(false, false), Refusal::NoCredentials);
+        assert_eq!(refusal(true, true), Refusal::BadCredentials);
+        assert_eq!(refusal(true, false), Refusal::NoPermission);
+    }
+
+    #[test]
+    fn only_a_plain_http_answer_counts_as_no_tls() {
+        let plain = tls_error("h:1", "received corrupt message of type InvalidContentType");
+        assert!(looks_like_plain_http(&plain));
+        let untrusted = tls_error("h:1", "invalid peer certificate: UnknownIssuer");
+        assert!(!looks_like_plain_http(&untrusted));
     }
 
     #[test]

@@ -102,9 +102,11 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     }
 }
 
-fn write_cnf(dir: &Path) {
+fn write_cnf(dir: &Path, extra_names: &[&str]) {
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    fs::write(dir.join("openssl.cnf"), OPENSSL_CNF).expect("write openssl.cnf");
+    let extra: String = extra_names.iter().map(|n| format!(", DNS:{n}")).collect();
+    let cnf = OPENSSL_CNF.replace("DNS:localhost\n", &format!("DNS:localhost{extra}\n"));
+    fs::write(dir.join("openssl.cnf"), cnf).expect("write openssl.cnf");
 }
 
 fn new_p256_key(dir: &Path, file: &str) {
@@ -134,7 +136,12 @@ fn unique_serial() -> String {
 
 /// Creates a test CA and a server certificate for 127.0.0.1/localhost in `dir`.
 pub fn make_server_certs(dir: &Path) -> ServerCerts {
-    write_cnf(dir);
+    make_server_certs_for(dir, &[])
+}
+
+/// Like `make_server_certs`, with more DNS names in the server certificate.
+pub fn make_server_certs_for(dir: &Path, extra_names: &[&str]) -> ServerCerts {
+    write_cnf(dir, extra_names);
     new_p256_key(dir, "ca.key");
     openssl(
         dir,
@@ -208,7 +215,7 @@ pub fn make_server_certs(dir: &Path) -> ServerCerts {
 
 /// Creates the token server's ES256 signing key and its self-signed cert in `dir`.
 pub fn make_signing_key(dir: &Path) -> SigningKey {
-    write_cnf(dir);
+    write_cnf(dir, &[]);
     new_p256_key(dir, "token.key");
     // ring wants PKCS#8 DER. (`openssl pkey -outform DER` would write SEC1
     // for EC keys; `pkcs8 -topk8` writes PKCS#8 and leaves the curve

@@ -1,0 +1,313 @@
+//! The local image cache: an OCI image layout that skopeo, crane and oras can read.
+//!
+//! ```text
+//! CACHE_DIR/
+//!   oci-layout            {"imageLayoutVersion": "1.0.0"}
+//!   index.json            one entry per cached image, named by the
+//!                         org.opencontainers.image.ref.name annotation (full reference)
+//!   blobs/sha256/<hex>    manifests, configs, layers; each stored once, always complete
+//!                         and verified (it got there by a rename after hashing)
+//!   lock                  shared by commands that add or read images, exclusive for
+//!                         `clean`, so blobs are never collected under a running pull
+//!   index.json.lock       serializes read-modify-write of index.json
+//!   tmp/                  files being written: `<hex>.partial` (resumable downloads and
+//!                         copies, locked by their writer) and `*.tmp` (atomic writes)
+//! ```
+//!
+//! Other state (upload sessions of resumable pushes) lives in its own subdirectory beside
+//! these; the cache code leaves every name it does not own alone, except `clean` with no
+//! image, which empties the whole directory.
+
+pub mod clean;
+pub mod files;
+pub mod index;
+pub mod partial;
+pub mod reach;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result, io_error};
+use crate::image::{Blob, BlobSource};
+use crate::layout::BlobStore;
+use files::{Lock, LockMode};
+pub use index::{CacheIndex, Entry};
+use partial::{Begun, PartialBlob};
+
+pub const DEFAULT_DIR: &str = ".cache";
+pub const ENV_DIR: &str = "DOCKER_PUSHER_CACHE_DIR";
+
+const OCI_LAYOUT: &str = "oci-layout";
+const OCI_LAYOUT_CONTENT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}\n";
+const INDEX: &str = "index.json";
+const LOCK: &str = "lock";
+const INDEX_LOCK: &str = "index.json.lock";
+const TEMP: &str = "tmp";
+/// Names that belong to the layout and its locks; `clean` with no image removes the rest.
+const LOCK_FILES: [&str; 2] = [LOCK, INDEX_LOCK];
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// A file in `blobs/sha256/` as found on disk.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub path: PathBuf,
+    /// `None` when the file name is not a digest (something else put it there).
+    pub digest: Option<Digest>,
+    pub size: u64,
+}
+
+impl Cache {
+    /// The cache at `root`. Nothing is read or created until a command needs it.
+    pub fn new(root: impl Into<PathBuf>) -> Cache {
+        Cache { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
+        self.root.join(TEMP)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX)
+    }
+
+    /// Whether there is a cache here at all (read-only commands do not create one).
+    pub fn exists(&self) -> bool {
+        self.index_path().is_file()
+    }
+
+    /// Creates the layout's skeleton where missing. Safe to run concurrently: every file
+    /// is created atomically and never overwritten.
+    pub fn create(&self) -> Result<()> {
+        let blobs = self.root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|e| {
+            io_error("create the cache directory", &blobs, e)
+                .hint("choose a writable place with --cache-dir or DOCKER_PUSHER_CACHE_DIR")
+        })?;
+        fs::create_dir_all(self.temp_dir()).map_err(|e| io_error("create", &self.temp_dir(), e))?;
+        for (name, content) in [
+            (OCI_LAYOUT, OCI_LAYOUT_CONTENT.to_vec()),
+            (INDEX, CacheIndex::default().to_bytes()),
+        ] {
+            let path = self.root.join(name);
+            if !path.exists() {
+                let _index_lock = self.lock_index()?;
+                if !path.exists() {
+                    files::write_atomic(&self.temp_dir(), &path, &content)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares the cache for adding images: creates it where missing and takes the shared
+    /// lock, re-creating the skeleton under the lock in case a `clean` of everything ran
+    /// just before. Hold the returned lock until the index is updated.
+    pub fn open_for_adding(&self, waiting: &dyn Fn()) -> Result<Lock> {
+        fs::create_dir_all(&self.root).map_err(|e| {
+            io_error("create the cache directory", &self.root, e)
+                .hint("choose a writable place with --cache-dir or DOCKER_PUSHER_CACHE_DIR")
+        })?;
+        let lock = self.lock(LockMode::Shared, waiting)?;
+        self.create()?;
+        Ok(lock)
+    }
+
+    /// Takes the cache lock: shared to add or read images, exclusive to remove them.
+    /// `waiting` is told when another process holds it (say so to the user).
+    pub fn lock(&self, mode: LockMode, waiting: &dyn Fn()) -> Result<Lock> {
+        if !self.root.is_dir() {
+            return Ok(Lock::unlocked());
+        }
+        Lock::acquire(&self.root.join(LOCK), mode, waiting)
+    }
+
+    fn lock_index(&self) -> Result<Lock> {
+        Lock::acquire(&self.root.join(INDEX_LOCK), LockMode::Exclusive, &|| {})
+    }
+
+    /// The index as it is now; an absent cache is an empty one.
+    pub fn read_index(&self) -> Result<CacheIndex> {
+        match fs::read(self.index_path()) {
+            Ok(bytes) => CacheIndex::parse(&bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CacheIndex::default()),
+            Err(e) => Err(io_error("read", &self.index_path(), e)),
+        }
+    }
+
+    /// Changes the index under its lock: read, change, write atomically. Two processes
+    /// adding images at once both end up in the index.
+    pub fn update_index<T>(&self, change: impl FnOnce(&mut CacheIndex) -> T) -> Result<T> {
+        let _index_lock = self.lock_index()?;
+        let mut index = self.read_index()?;
+        let result = change(&mut index);
+        files::write_atomic(&self.temp_dir(), &self.index_path(), &index.to_bytes())?;
+        Ok(result)
+    }
+
+    /// Whether the cache holds `blob` (a stored blob is always complete and verified).
+    pub fn has_blob(&self, blob: &Blob) -> bool {
+        self.blob_size(&blob.digest) == Some(blob.size)
+    }
+
+    /// Stores a small blob (a manifest) unless it is already there.
+    pub fn write_small_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(digest);
+        }
+        files::write_atomic(&self.temp_dir(), &path, bytes)?;
+        Ok(digest)
+    }
+
+    /// Starts writing `blob`: its partial file, locked, or `Present` when the cache has it.
+    pub fn begin_blob(&self, blob: &Blob, waiting: &dyn Fn()) -> Result<Begun> {
+        PartialBlob::begin(&self.temp_dir(), blob, &|| self.has_blob(blob), waiting)
+    }
+
+    /// Moves a finished partial blob into place (see [`PartialBlob::commit`]).
+    pub fn commit_blob(&self, partial: &mut PartialBlob, digest: &Digest) -> Result<()> {
+        partial.commit(&self.blob_path(digest))
+    }
+
+    /// The artifact of a cached image, for pushing it (`push --source NAME`).
+    pub fn artifact(&self, entry: &Entry) -> Result<crate::image::Artifact> {
+        if self.blob_size(&entry.digest).is_none() {
+            return Err(Error::input(format!(
+                "the cache names {} but lacks its manifest {}",
+                entry.label(),
+                entry.digest
+            ))
+            .hint("pull or extract the image again"));
+        }
+        crate::layout::resolve(self, &entry.descriptor())
+    }
+
+    /// Every file in `blobs/sha256/`.
+    pub fn stored_blobs(&self) -> Result<Vec<StoredBlob>> {
+        let dir = self.root.join("blobs").join("sha256");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("read", &dir, e)),
+        };
+        let mut blobs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            blobs.push(StoredBlob {
+                path: entry.path(),
+                digest: Digest::parse(&format!("sha256:{name}")).ok(),
+                size,
+            });
+        }
+        blobs.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(blobs)
+    }
+
+    /// Files in the temporary area that no running process is writing: partial downloads
+    /// and temporary files left by interrupted or killed runs.
+    pub fn leftovers(&self) -> Vec<(PathBuf, u64)> {
+        let Ok(entries) = fs::read_dir(self.temp_dir()) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(PathBuf, u64)> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .filter(|(path, _)| !files::in_use(path))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Removes everything in the cache directory except the lock files (which other
+    /// processes may be waiting on). Returns the bytes freed. Hold the exclusive lock.
+    pub fn remove_everything(&self) -> Result<u64> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("read", &self.root, e)),
+        };
+        let mut freed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", &self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if LOCK_FILES.contains(&name.as_str()) {
+                continue;
+            }
+            let path = entry.path();
+            freed += disk_usage(&path);
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(|e| io_error("remove", &path, e))?;
+        }
+        Ok(freed)
+    }
+}
+
+fn disk_usage(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+impl BlobStore for Cache {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
+    fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let file = File::open(&path).map_err(|e| io_error("read", &path, e))?;
+        let mut bytes = Vec::new();
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("read", &path, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::input(format!(
+                "blob {digest} in the cache is larger than the {limit} bytes image metadata may have"
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+impl BlobSource for Cache {
+    fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let mut file = File::open(self.blob_path(&blob.digest)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("blob {} is not in the cache: {e}", blob.digest),
+            )
+        })?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(
+            io::BufReader::with_capacity(1 << 16, file).take(blob.size - offset.min(blob.size)),
+        ))
+    }
+}

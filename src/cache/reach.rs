@@ -1,0 +1,198 @@
+//! What an image consists of in a store: every blob it reaches (manifests, configs,
+//! layers, through nested indexes), which of them are missing, its platforms and layer
+//! count. `clean` keeps what some image reaches, `save` and `verify` walk one image's
+//! blobs, `list` shows the totals.
+
+use std::collections::BTreeMap;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{self, Descriptor, ManifestKind, Platform};
+use crate::layout::{self, BlobStore};
+
+/// Indexes nest (an index of indexes is legal); real images stop at two levels.
+const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// Every blob the image needs, with the size its descriptor gives.
+    pub blobs: BTreeMap<Digest, u64>,
+    /// Blobs named by a descriptor that the store lacks (and has no URL for).
+    pub missing: Vec<Digest>,
+    /// Platforms of the image manifests, in index order.
+    pub platforms: Vec<Platform>,
+    /// Layers of every image manifest (attestations excluded).
+    pub layers: usize,
+}
+
+impl Reach {
+    pub fn size(&self) -> u64 {
+        self.blobs.values().sum()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// Walks the image `descriptor` names. A manifest that is present but unreadable is an
+/// error: what it references cannot be known, so nothing may be decided from the walk.
+pub fn reach(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Reach> {
+    let mut reach = Reach::default();
+    walk(store, descriptor, 0, &mut reach)?;
+    reach.missing.sort();
+    reach.missing.dedup();
+    Ok(reach)
+}
+
+fn walk(
+    store: &dyn BlobStore,
+    descriptor: &Descriptor,
+    depth: usize,
+    reach: &mut Reach,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Error::input(format!(
+            "image index {} nests deeper than {MAX_DEPTH} levels",
+            descriptor.digest
+        )));
+    }
+    reach
+        .blobs
+        .insert(descriptor.digest.clone(), descriptor.size);
+    if store.blob_size(&descriptor.digest).is_none() {
+        reach.missing.push(descriptor.digest.clone());
+        return Ok(());
+    }
+    let bytes = layout::read_verified(store, descriptor)?;
+    let (_, kind) = image::parse_manifest(&bytes, &descriptor.media_type)
+        .map_err(|e| e.context(format!("manifest {}", descriptor.digest)))?;
+    match kind {
+        ManifestKind::Index(index) => {
+            for child in &index.manifests {
+                walk(store, child, depth + 1, reach)?;
+            }
+        }
+        ManifestKind::Image(manifest) => {
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                let foreign = blob.urls.as_ref().is_some_and(|u| !u.is_empty());
+                match store.blob_size(&blob.digest) {
+                    Some(_) => {
+                        reach.blobs.insert(blob.digest.clone(), blob.size);
+                    }
+                    None if foreign => {}
+                    None => {
+                        reach.blobs.insert(blob.digest.clone(), blob.size);
+                        reach.missing.push(blob.digest.clone());
+                    }
+                }
+            }
+            if let Some(platform) = image_platform(store, &manifest.config, descriptor) {
+                reach.layers += manifest.layers.len();
+                reach.platforms.push(platform);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The platform of an image manifest: from its config, else from the descriptor that
+/// names it. Attestations (`unknown/unknown`, non-image configs) have none.
+fn image_platform(
+    store: &dyn BlobStore,
+    config: &Descriptor,
+    manifest: &Descriptor,
+) -> Option<Platform> {
+    let from_descriptor = manifest
+        .platform
+        .clone()
+        .filter(|p| p.os != "unknown" && !p.os.is_empty());
+    let is_image_config = config.media_type == image::media::OCI_CONFIG
+        || config.media_type == image::media::DOCKER_CONFIG;
+    if !is_image_config {
+        return None;
+    }
+    store
+        .blob_size(&config.digest)
+        .and_then(|_| layout::read_verified(store, config).ok())
+        .and_then(|bytes| image::parse_config(&bytes).ok())
+        .map(|c| c.platform())
+        .filter(|p| !p.os.is_empty())
+        .or(from_descriptor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Memory(HashMap<Digest, Vec<u8>>);
+
+    impl BlobStore for Memory {
+        fn blob_size(&self, digest: &Digest) -> Option<u64> {
+            self.0.get(digest).map(|b| b.len() as u64)
+        }
+        fn read_small_blob(&self, digest: &Digest, _limit: u64) -> Result<Vec<u8>> {
+            self.0
+                .get(digest)
+                .cloned()
+                .ok_or_else(|| Error::input("missing"))
+        }
+    }
+
+    fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: None,
+            urls: None,
+        }
+    }
+
+    fn image(store: &mut Memory, arch: &str, layer: &[u8]) -> Descriptor {
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": image::media::OCI_MANIFEST,
+            "config": descriptor(image::media::OCI_CONFIG, &config),
+            "layers": [descriptor(image::media::OCI_LAYER, layer)],
+        })
+        .to_string()
+        .into_bytes();
+        store.0.insert(Digest::of(&config), config);
+        store.0.insert(Digest::of(layer), layer.to_vec());
+        store.0.insert(Digest::of(&manifest), manifest.clone());
+        descriptor(image::media::OCI_MANIFEST, &manifest)
+    }
+
+    #[test]
+    fn an_index_reaches_every_platform_and_shared_layers_once() {
+        let mut store = Memory(HashMap::new());
+        let amd = image(&mut store, "amd64", b"shared");
+        let arm = image(&mut store, "arm64", b"shared");
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [amd, arm]})
+            .to_string()
+            .into_bytes();
+        store.0.insert(Digest::of(&index), index.clone());
+        let reach = reach(&store, &descriptor(image::media::OCI_INDEX, &index)).unwrap();
+        // index + 2 manifests + 2 configs + 1 shared layer
+        assert_eq!(reach.blobs.len(), 6);
+        assert_eq!(reach.layers, 2);
+        let platforms: Vec<String> = reach.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+        assert!(reach.is_complete());
+    }
+
+    #[test]
+    fn missing_blobs_are_listed_and_a_corrupt_manifest_is_an_error() {
+        let mut store = Memory(HashMap::new());
+        let amd = image(&mut store, "amd64", b"layer");
+        store.0.remove(&Digest::of(b"layer"));
+        let reach = reach(&store, &amd).unwrap();
+        assert_eq!(reach.missing, vec![Digest::of(b"layer")]);
+        store.0.insert(amd.digest.clone(), b"{}".to_vec());
+        assert!(super::reach(&store, &amd).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! `pull`: the flags of the pull subcommand.
+
+use argh::FromArgs;
+
+#[derive(FromArgs, Debug, Default)]
+/// Download an image from a registry into the local cache (alias: p).
+#[argh(
+    subcommand,
+    name = "pull",
+    example = "docker-image-pusher pull -i registry.example.com/team/app:1.0",
+    example = "docker-image-pusher pull -i busybox:latest --platform linux/arm64 --cache-dir /mnt/usb/cache",
+    note = "Images are named in the cache by their full reference (docker.io/library/busybox:latest). An interrupted pull resumes where it stopped when run again. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD, DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE.",
+    error_code(2, "usage error"),
+    error_code(3, "the cache is unwritable or damaged"),
+    error_code(4, "authentication or permission failure"),
+    error_code(5, "network failure (run again to resume)"),
+    error_code(6, "the registry refused the request or served corrupt content")
+)]
+pub struct PullArgs {
+    /// the image to pull: [http[s]://]registry/repository[:tag|@digest]
+    #[argh(positional)]
+    pub image_positional: Option<String>,
+
+    /// the image to pull (same as the positional argument)
+    #[argh(option, short = 'i')]
+    pub image: Option<String>,
+
+    /// platform to take from a multi-platform image: os/arch[/variant] (default: this machine's)
+    #[argh(option)]
+    pub platform: Option<String>,
+
+    /// keep every platform of a multi-platform image (the whole index)
+    #[argh(switch)]
+    pub all_platforms: bool,
+
+    /// the cache directory (default .cache, or DOCKER_PUSHER_CACHE_DIR)
+    #[argh(option)]
+    pub cache_dir: Option<String>,
+
+    /// registry username
+    #[argh(option, short = 'u')]
+    pub username: Option<String>,
+
+    /// registry password (visible to other users; prefer --password-stdin)
+    #[argh(option, short = 'p')]
+    pub password: Option<String>,
+
+    /// read the password from standard input
+    #[argh(switch)]
+    pub password_stdin: bool,
+
+    /// log every request
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+
+    /// print only errors and the final digest line
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// print a machine-readable JSON summary on stdout instead of the digest line
+    #[argh(switch)]
+    pub json: bool,
+
+    /// how many blobs to download at once (default 3)
+    #[argh(option)]
+    pub max_concurrent: Option<usize>,
+
+    /// retries for a failed request before giving up (default 3)
+    #[argh(option)]
+    pub retry_attempts: Option<u32>,
+
+    /// network inactivity timeout in seconds (default 120)
+    #[argh(option, short = 't')]
+    pub timeout: Option<u64>,
+
+    /// do not verify the registry's TLS certificate (insecure)
+    #[argh(switch)]
+    pub skip_tls: bool,
+
+    /// trust this CA certificate (PEM) in addition to the system's
+    #[argh(option)]
+    pub ca_cert: Vec<String>,
+
+    /// use plain HTTP instead of HTTPS
+    #[argh(switch)]
+    pub insecure: bool,
+}

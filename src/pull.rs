@@ -1,0 +1,453 @@
+//! Pull: a registry image into the cache. The manifest is fetched and checked against its
+//! digest, an index is narrowed to one platform (or kept whole), every blob the cache
+//! lacks is downloaded on the worker pool (largest first, as push uploads), then the
+//! manifests are stored and the index updated last, so the cache never names an image
+//! whose blobs are not all there.
+
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::cache::index::{Entry, now_rfc3339};
+use crate::digest::Digest;
+use crate::download::{Downloader, Outcome};
+use crate::error::{Class, Error, Result};
+use crate::image::{self, Blob, Descriptor, ManifestKind, Platform, RawManifest};
+use crate::progress::{Reporter, human_bytes};
+use crate::reference::Reference;
+use crate::registry::Repository;
+use crate::registry::transport::RetryPolicy;
+use crate::scheduler::{Gate, PriorityChannel, run_pool};
+
+/// Indexes nest; real images stop at two levels.
+const MAX_DEPTH: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform to take from an index; `None` means this machine's.
+    pub platform: Option<Platform>,
+    /// Keep the whole index with every platform.
+    pub all_platforms: bool,
+    pub max_concurrent: usize,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PullReport {
+    /// The name the image is cached under.
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub manifest_size: usize,
+    pub platforms: Vec<String>,
+    pub blobs: usize,
+    pub blobs_downloaded: usize,
+    pub blobs_cached: usize,
+    pub bytes_total: u64,
+    pub bytes_downloaded: u64,
+    pub bytes_resumed: u64,
+    pub retries: u64,
+    pub duration_seconds: f64,
+}
+
+/// The platform container images for this machine are built for (Go's GOARCH names).
+pub fn host_platform() -> Platform {
+    let (architecture, variant) = match std::env::consts::ARCH {
+        "x86_64" => ("amd64", None),
+        "x86" => ("386", None),
+        "aarch64" => ("arm64", None),
+        "arm" => ("arm", Some("v7")),
+        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+        "loongarch64" => ("loong64", None),
+        other => (other, None),
+    };
+    Platform {
+        os: if cfg!(windows) { "windows" } else { "linux" }.to_string(),
+        architecture: architecture.to_string(),
+        variant: variant.map(str::to_string),
+        os_version: None,
+    }
+}
+
+pub fn pull(
+    repository: &Repository,
+    reference: &Reference,
+    cache: &Cache,
+    options: &PullOptions,
+    reporter: &Arc<Reporter>,
+) -> Result<PullReport> {
+    let top = own_media_type(repository.fetch_manifest(reference.manifest_reference())?)?;
+    let (manifests, name) = resolve(repository, reference, top, options, reporter)?;
+    let blobs = blobs_of(&manifests, reporter)?;
+    let root = manifests
+        .last()
+        .expect("resolve returns the root last")
+        .clone();
+    let mut report = PullReport {
+        reference: name.to_string(),
+        digest: root.digest.to_string(),
+        media_type: root.media_type.clone(),
+        manifest_size: root.bytes.len(),
+        blobs: blobs.len(),
+        bytes_total: blobs.iter().map(|b| b.size).sum(),
+        ..PullReport::default()
+    };
+    reporter.info(&format!(
+        "pulling {name} ({} blobs, {})",
+        blobs.len(),
+        human_bytes(report.bytes_total)
+    ));
+
+    let _lock = cache
+        .open_for_adding(&|| reporter.info("waiting for another process cleaning the cache"))?;
+    download_blobs(repository, cache, &blobs, options, reporter, &mut report)?;
+    for manifest in &manifests {
+        cache.write_small_blob(&manifest.bytes)?;
+    }
+    let descriptor = Descriptor {
+        media_type: root.media_type.clone(),
+        digest: root.digest.clone(),
+        size: root.bytes.len() as u64,
+        platform: None,
+        annotations: None,
+        urls: None,
+    };
+    let reach = crate::cache::reach::reach(cache, &descriptor)?;
+    if !reach.is_complete() {
+        return Err(Error::registry(format!(
+            "{name} references blobs the registry did not provide: {}",
+            reach
+                .missing
+                .iter()
+                .map(Digest::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    report.platforms = reach.platforms.iter().map(Platform::to_string).collect();
+    let platform = match reach.platforms.as_slice() {
+        [one] if image::media::is_manifest(&root.media_type) => Some(one.clone()),
+        _ => None,
+    };
+    let entry = Entry::new(
+        &root.media_type,
+        root.digest.clone(),
+        root.bytes.len() as u64,
+        platform,
+        Some(&name),
+        &now_rfc3339(),
+    );
+    cache.update_index(|index| index.add(entry))?;
+    report.retries = repository.transport().retries();
+    report.duration_seconds = reporter.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The manifests to store, children before the index naming them, the root last; and the
+/// name to cache the root under.
+fn resolve(
+    repository: &Repository,
+    reference: &Reference,
+    top: RawManifest,
+    options: &PullOptions,
+    reporter: &Reporter,
+) -> Result<(Vec<RawManifest>, Reference)> {
+    let default_name = || match (reference.tag(), reference.digest()) {
+        (None, None) => reference
+            .with_tag("latest")
+            .map_err(|e| Error::usage(e.to_string())),
+        _ => Ok(reference.clone()),
+    };
+    let ManifestKind::Index(index) = parse(&top)? else {
+        return Ok((vec![top], default_name()?));
+    };
+    if options.all_platforms {
+        let mut manifests = Vec::new();
+        fetch_children(repository, &index, 1, &mut manifests)?;
+        manifests.push(top);
+        return Ok((manifests, default_name()?));
+    }
+    let wanted = options.platform.clone().unwrap_or_else(host_platform);
+    let child = choose_platform(&index.manifests, &wanted).ok_or_else(|| {
+        let offered: Vec<String> = index
+            .manifests
+            .iter()
+            .filter(|d| !is_attestation(d))
+            .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
+            .collect();
+        Error::usage(format!(
+            "{reference} has no image for {wanted}; it offers {}",
+            if offered.is_empty() {
+                "no platforms".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ))
+        .hint("choose one with --platform, or keep them all with --all-platforms")
+    })?;
+    let manifest = fetch_child(repository, child)?;
+    if !matches!(parse(&manifest)?, ManifestKind::Image(_)) {
+        return Err(Error::registry(format!(
+            "the {wanted} entry of {reference} is not an image manifest"
+        )));
+    }
+    reporter.info(&format!(
+        "{reference}: using the {} image {} of index {}",
+        child
+            .platform
+            .as_ref()
+            .map(Platform::to_string)
+            .unwrap_or_else(|| wanted.to_string()),
+        child.digest,
+        top.digest
+    ));
+    // A digest names content exactly: the platform image has a digest of its own.
+    let name = match reference.digest() {
+        Some(_) => reference
+            .with_digest(child.digest.as_str())
+            .map_err(|e| Error::usage(e.to_string()))?,
+        None => default_name()?,
+    };
+    Ok((vec![manifest], name))
+}
+
+/// A manifest's media type is the one it declares itself; the `Content-Type` it came with
+/// is only a fallback (some registries send none, or a generic one).
+fn own_media_type(mut manifest: RawManifest) -> Result<RawManifest> {
+    let (media_type, _) = image::parse_manifest(&manifest.bytes, &manifest.media_type)
+        .map_err(|e| Error::registry(format!("manifest {}: {}", manifest.digest, e.message)))?;
+    manifest.media_type = media_type;
+    Ok(manifest)
+}
+
+fn parse(manifest: &RawManifest) -> Result<ManifestKind> {
+    image::parse_manifest(&manifest.bytes, &manifest.media_type)
+        .map(|(_, kind)| kind)
+        .map_err(|e| Error::registry(format!("manifest {}: {}", manifest.digest, e.message)))
+}
+
+fn fetch_child(repository: &Repository, descriptor: &Descriptor) -> Result<RawManifest> {
+    let mut manifest = repository.fetch_manifest(descriptor.digest.as_str())?;
+    if manifest.media_type.is_empty() {
+        manifest.media_type = descriptor.media_type.clone();
+    }
+    let manifest = own_media_type(manifest)?;
+    if manifest.bytes.len() as u64 != descriptor.size {
+        return Err(Error::registry(format!(
+            "manifest {} is {} bytes but its index says {}",
+            descriptor.digest,
+            manifest.bytes.len(),
+            descriptor.size
+        )));
+    }
+    Ok(manifest)
+}
+
+fn fetch_children(
+    repository: &Repository,
+    index: &image::Index,
+    depth: usize,
+    manifests: &mut Vec<RawManifest>,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Error::registry("image indexes nest too deeply"));
+    }
+    for child in &index.manifests {
+        if manifests.iter().any(|m| m.digest == child.digest) {
+            continue;
+        }
+        let manifest = fetch_child(repository, child)?;
+        if let ManifestKind::Index(nested) = parse(&manifest)? {
+            fetch_children(repository, &nested, depth + 1, manifests)?;
+        }
+        manifests.push(manifest);
+    }
+    Ok(())
+}
+
+/// Docker marks build attestations (SBOM, provenance) as index entries of their own.
+fn is_attestation(descriptor: &Descriptor) -> bool {
+    descriptor.annotation("vnd.docker.reference.type") == Some("attestation-manifest")
+        || descriptor
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+}
+
+/// The index entry for `wanted`: an exact variant match first, then any match.
+pub fn choose_platform<'a>(
+    children: &'a [Descriptor],
+    wanted: &Platform,
+) -> Option<&'a Descriptor> {
+    let candidates: Vec<&Descriptor> = children
+        .iter()
+        .filter(|d| image::media::is_manifest(&d.media_type) || d.media_type.is_empty())
+        .filter(|d| !is_attestation(d))
+        .filter(|d| d.platform.as_ref().is_some_and(|p| p.matches(wanted)))
+        .collect();
+    candidates
+        .iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.variant == wanted.variant)
+        })
+        .or(candidates.first())
+        .copied()
+}
+
+/// Config and layers of every image manifest, each once.
+fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>> {
+    let mut blobs: Vec<Blob> = Vec::new();
+    for manifest in manifests {
+        let ManifestKind::Image(image) = parse(manifest)? else {
+            continue;
+        };
+        for descriptor in std::iter::once(&image.config).chain(&image.layers) {
+            if descriptor.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                reporter.warn(&format!(
+                    "layer {} is non-distributable (it lives at its URL); not pulled",
+                    descriptor.digest.short()
+                ));
+                continue;
+            }
+            if !blobs.iter().any(|b| b.digest == descriptor.digest) {
+                blobs.push(Blob::from_descriptor(descriptor));
+            }
+        }
+    }
+    Ok(blobs)
+}
+
+fn download_blobs(
+    repository: &Repository,
+    cache: &Cache,
+    blobs: &[Blob],
+    options: &PullOptions,
+    reporter: &Arc<Reporter>,
+    report: &mut PullReport,
+) -> Result<()> {
+    let queue = PriorityChannel::new();
+    for blob in blobs {
+        if cache.has_blob(blob) {
+            report.blobs_cached += 1;
+            reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
+            continue;
+        }
+        // Largest first: the longest transfer starts first and nothing big straggles.
+        queue.send(blob.size, blob.clone());
+    }
+    let gate = Gate::new(options.max_concurrent);
+    let downloader = Downloader {
+        repository,
+        cache,
+        retry: &options.retry,
+        progress: reporter.clone(),
+    };
+    let work = |blob: Blob| {
+        reporter.detail(&format!(
+            "{}: downloading ({})",
+            blob.digest.short(),
+            human_bytes(blob.size)
+        ));
+        let result = downloader.download(&blob);
+        if let Ok(outcome) = &result {
+            reporter.info(&describe(&blob, outcome));
+        }
+        (blob, result)
+    };
+    let stop = |(_, result): &(Blob, Result<Outcome>)| {
+        result.as_ref().is_err_and(|e| {
+            matches!(
+                e.class,
+                Class::Auth | Class::Usage | Class::Input | Class::Interrupted
+            )
+        })
+    };
+    let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
+    let mut first_error = None;
+    for (_, result) in results {
+        match result {
+            Ok(Outcome::Cached) => report.blobs_cached += 1,
+            Ok(Outcome::Downloaded {
+                received,
+                resumed_from,
+            }) => {
+                report.blobs_downloaded += 1;
+                report.bytes_downloaded += received;
+                report.bytes_resumed += resumed_from;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+fn describe(blob: &Blob, outcome: &Outcome) -> String {
+    let id = blob.digest.short();
+    match outcome {
+        Outcome::Cached => format!("{id}: already in the cache"),
+        Outcome::Downloaded { resumed_from, .. } if *resumed_from > 0 => format!(
+            "{id}: downloaded ({}, resumed after {})",
+            human_bytes(blob.size),
+            human_bytes(*resumed_from)
+        ),
+        Outcome::Downloaded { .. } => format!("{id}: downloaded ({})", human_bytes(blob.size)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(platform: &str, byte: u8) -> Descriptor {
+        Descriptor {
+            media_type: image::media::OCI_MANIFEST.to_string(),
+            digest: Digest::of(&[byte]),
+            size: 1,
+            platform: Some(Platform::parse(platform).unwrap()),
+            annotations: None,
+            urls: None,
+        }
+    }
+
+    #[test]
+    fn the_wanted_platform_is_chosen_and_attestations_skipped() {
+        let mut attestation = child("unknown/unknown", 9);
+        attestation.annotations = Some(
+            [(
+                "vnd.docker.reference.type".to_string(),
+                "attestation-manifest".to_string(),
+            )]
+            .into(),
+        );
+        let children = vec![
+            attestation,
+            child("linux/amd64", 1),
+            child("linux/arm/v6", 2),
+            child("linux/arm/v7", 3),
+            child("linux/arm64/v8", 4),
+        ];
+        let pick = |p: &str| {
+            choose_platform(&children, &Platform::parse(p).unwrap()).map(|d| d.digest.clone())
+        };
+        assert_eq!(pick("linux/amd64"), Some(Digest::of(&[1])));
+        assert_eq!(pick("linux/arm/v7"), Some(Digest::of(&[3])));
+        assert_eq!(pick("linux/arm"), Some(Digest::of(&[2])));
+        assert_eq!(pick("linux/arm64"), Some(Digest::of(&[4])));
+        assert_eq!(pick("windows/amd64"), None);
+        assert_eq!(pick("unknown/unknown"), None);
+    }
+
+    #[test]
+    fn the_host_platform_uses_image_architecture_names() {
+        let host = host_platform();
+        assert!(!host.architecture.is_empty());
+        assert_ne!(host.architecture, "x86_64");
+        assert_ne!(host.architecture, "aarch64");
+    }
+}
