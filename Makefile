@@ -21,6 +21,7 @@ test:
 bench:
 	scripts/ensure-deps.sh bench
 	$(CARGO) build --release --bin docker-image-pusher --example bench-image --example link-proxy --example startup-probe
+	$(MAKE) static
 	bench/run.sh
 
 lint:

@@ -39,7 +39,9 @@ fn run() -> Result<(), String> {
     let mut sizes = Vec::new();
     while let Some(arg) = args.next() {
         if arg == "--blobs" {
-            blobs_dir = Some(PathBuf::from(args.next().ok_or("--blobs needs a directory")?));
+            blobs_dir = Some(PathBuf::from(
+                args.next().ok_or("--blobs needs a directory")?,
+            ));
         } else {
             sizes.push(parse_layer_size(&arg)?);
         }
@@ -211,7 +213,10 @@ fn write_layer(
 
     if let Some((partial, file)) = copy {
         file.sync_all()?;
-        std::fs::rename(partial, blobs_dir.unwrap_or(Path::new(".")).join(digest.hex()))?;
+        std::fs::rename(
+            partial,
+            blobs_dir.unwrap_or(Path::new(".")).join(digest.hex()),
+        )?;
     }
     let end = archive.stream_position()?;
     archive.seek(SeekFrom::Start(header_at))?;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The raw ceiling: the same blobs uploaded by curl, each in one POST (open a session) and one
 # monolithic PUT (all bytes plus the digest), then the manifest. No client logic at all: what
-# the link and the registry allow. Two curl processes do the work, JOBS transfers at a time
-# with connections reused (`--parallel`): first every POST, then every PUT, largest first.
+# the link and the registry allow. First every POST (one curl, JOBS at a time, connections
+# reused), then every PUT, largest first, from JOBS curl processes side by side.
 # A blob whose PUT fails (the reset profile cuts connections) starts over on its own, with a
 # new session, until it lands.
 # Usage: bench/ceiling.sh BASE_URL REPO TAG BLOBS_DIR JOBS
@@ -21,18 +21,26 @@ done
 curl -sS --no-progress-meter --parallel --parallel-max "$jobs" -w '%{url_effective} %header{location}\n' \
   "${posts[@]}" >"$scratch/sessions" || true
 
-puts=()
-for i in "${!digests[@]}"; do
-  location=$(awk -v url="$base/v2/$repo/blobs/uploads/?blob=$i" '$1 == url { print $2 }' "$scratch/sessions")
-  [ -n "$location" ] || continue
-  case $location in /*) location=$base$location ;; esac
-  puts+=(-o /dev/null -T "$dir/${digests[$i]#sha256:}" "$location&digest=${digests[$i]}")
-done
+declare -A session
+while read -r url location; do session[$url]=$location; done <"$scratch/sessions"
+
+# Uploads: JOBS curl processes (so the ceiling may use every core, as the clients do), each
+# taking every JOBS-th blob of the largest-first list and reusing its connection.
 # "Expect:" stops curl from waiting a round trip for "100 Continue".
-if [ ${#puts[@]} -gt 0 ]; then
-  curl -sS --no-progress-meter --parallel --parallel-max "$jobs" -H 'Expect:' -H 'Content-Type: application/octet-stream' \
-    -w '%{http_code} %{url_effective}\n' "${puts[@]}" >"$scratch/uploads" || true
-fi
+for ((job = 0; job < jobs; job++)); do
+  puts=()
+  for ((i = job; i < ${#digests[@]}; i += jobs)); do
+    location=${session["$base/v2/$repo/blobs/uploads/?blob=$i"]:-}
+    [ -n "$location" ] || continue
+    case $location in /*) location=$base$location ;; esac
+    puts+=(-o /dev/null -T "$dir/${digests[$i]#sha256:}" "$location&digest=${digests[$i]}")
+  done
+  [ ${#puts[@]} -gt 0 ] || continue
+  curl -sS -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+    -w '%{http_code} %{url_effective}\n' "${puts[@]}" >"$scratch/uploads.$job" &
+done
+wait || true
+cat "$scratch"/uploads.* >"$scratch/uploads" 2>/dev/null || true
 
 retry_blob() {
   local digest=$1 location attempt

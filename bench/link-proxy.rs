@@ -131,7 +131,14 @@ fn relay(id: u64, client: TcpStream, upstream: &str, shaping: Arc<Shaping>) {
             let (c, s) = (connection.clone(), shaping.clone());
             thread::spawn(move || {
                 let first_byte_at = opened + s.handshake;
-                pump(&c, Direction::Up, &s.up, first_byte_at, s.one_way, cut_after)
+                pump(
+                    &c,
+                    Direction::Up,
+                    &s.up,
+                    first_byte_at,
+                    s.one_way,
+                    cut_after,
+                )
             })
         },
         {
@@ -256,7 +263,11 @@ fn drain(connection: &Connection, direction: Direction) {
                     thread::sleep(due - now);
                 }
                 if sink.write_all(&bytes).is_err() {
-                    connection.tear_down();
+                    // After a cut the client's socket must stay unread, not shut down, so
+                    // that closing it sends a reset.
+                    if !connection.cut.load(Ordering::Relaxed) {
+                        connection.tear_down();
+                    }
                     return;
                 }
                 counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);

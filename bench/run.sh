@@ -5,7 +5,7 @@
 # table to bench/results/latest.md. See bench/README.md.
 #
 # Knobs (environment): BENCH_PROFILES (default "loopback gbit 100mbit 20mbit"),
-# BENCH_CONCURRENCY (default "1 2 4 8"), BENCH_CEILING_JOBS (default 4),
+# BENCH_CONCURRENCY (default "1 2 4 8"), BENCH_CEILING_JOBS (default: the largest concurrency),
 # BENCH_REPEAT (rounds per profile; default 3 on loopback, 2 at 1 Gbit/s, else 1),
 # BENCH_STARTUP_RUNS (default 20), BENCH_WORK (default target/bench), BENCH_STORAGE (registry
 # storage; default a directory in /dev/shm when it has room, so the disk is not what is measured).
@@ -17,7 +17,8 @@ examples=$repo_root/target/release/examples
 work=${BENCH_WORK:-$repo_root/target/bench}
 profiles=${BENCH_PROFILES:-"loopback gbit 100mbit 20mbit"}
 concurrency=${BENCH_CONCURRENCY:-"1 2 4 8"}
-ceiling_jobs=${BENCH_CEILING_JOBS:-4}
+# The ceiling runs as many transfers at once as the highest fixed concurrency measured.
+ceiling_jobs=${BENCH_CEILING_JOBS:-$(tr ' ' '\n' <<<"$concurrency" | sort -n | tail -1)}
 startup_runs=${BENCH_STARTUP_RUNS:-20}
 results_dir=$repo_root/bench/results
 storage=${BENCH_STORAGE:-}
@@ -29,7 +30,6 @@ if [ -z "$storage" ]; then
   fi
 fi
 runs=$work/runs.tsv
-rows=$work/rows.tsv
 notes=$work/notes.txt
 logs=$work/logs
 
@@ -231,8 +231,10 @@ start_link() {
   if [ "$use_tbf" = yes ]; then shape_link "$p_rate"; else pacing=(--rate-mbit "$(rate_mbit "$p_rate")"); fi
   local cut=()
   [ -z "$p_cut" ] || cut=(--cut-every "$p_cut" --seed 7)
+  # The log exists before the proxy starts, so polling it never races the redirection.
+  : >"$logs/proxy-$name.log"
   "${in_reg[@]}" "$examples/link-proxy" --listen "$listen" --upstream "127.0.0.1:$registry_port" \
-    --rtt-ms "$p_rtt" "${pacing[@]}" "${cut[@]}" >"$logs/proxy-$name.log" 2>&1 &
+    --rtt-ms "$p_rtt" "${pacing[@]}" "${cut[@]}" >>"$logs/proxy-$name.log" 2>&1 &
   proxy_pid=$!
   local _
   for _ in $(seq 100); do
@@ -340,7 +342,6 @@ for name in $profiles; do
   for image in $p_images; do push_all_ways "$name" "$image"; done
 done
 stop_proxy
-awk -F'\t' -f bench/best.awk "$runs" >"$rows"
 
 # Budgets of issue 6.
 log "binary size"
@@ -356,65 +357,28 @@ fi
 log "start-up to first request ($startup_runs runs each)"
 startup_archive=$work/images/big2g.tar
 [ -f "$startup_archive" ] || { ensure_image big2g; }
-startup_ours=$("$examples/startup-probe" "$startup_runs" "$bin" push --source "$startup_archive" \
-  --target "http://{addr}/bench/startup:1")
+startup() { # binary, as the probe runs it
+  "$examples/startup-probe" "$startup_runs" "$1" push --source "$startup_archive" \
+    --target "http://{addr}/bench/startup:1" || echo "- - - (the probe failed)"
+}
+startup_ours=$(startup "$bin")
+startup_static=""
+[ -z "$static_note" ] || startup_static=$(startup "$repo_root/dist/docker-image-pusher")
 startup_skopeo=$("$examples/startup-probe" "$((startup_runs / 2 > 0 ? startup_runs / 2 : 1))" skopeo copy \
-  --dest-tls-verify=false "docker-archive:$startup_archive" "docker://{addr}/bench/startup:1")
+  --dest-tls-verify=false "docker-archive:$startup_archive" "docker://{addr}/bench/startup:1" ||
+  echo "- - - (the probe failed)")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# ---------------------------------------------------------------------------------------
-mem_total=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+# Everything the report needs beyond the runs themselves, so `bench/report.sh` can render it
+# again (for example after a change to the report) without pushing anything.
+storage_kind=disk
+[ "${storage#/dev/shm}" = "$storage" ] || storage_kind=tmpfs
+cut_mib=""
+for name in $profiles; do
+  profile "$name"
+  [ -z "$p_cut" ] || cut_mib=$((p_cut >> 20))
+done
 version=$(git -C "$repo_root" describe --always --dirty 2>/dev/null || echo unknown)
-{
-  echo "## Benchmarks"
-  echo
-  echo "Run $started on $(nproc) CPUs ($cpu_model), $mem_total RAM, Linux $(uname -r);"
-  echo "commit $version; $(skopeo --version); $(docker-registry --version | awk '{print "distribution " $3}')."
-  echo "Load average before / after: $load_before / $load_after (the machine is shared)."
-  echo
-  awk -F'\t' -f "$repo_root/bench/table.awk" "$rows"
-  echo
-  echo "- *curl ceiling*: the same blob files sent by curl, one POST + one monolithic PUT per blob, $ceiling_jobs at a time."
-  echo "- *skopeo*: \`skopeo copy --dest-tls-verify=false --retry-times 3 docker-archive:IMAGE.tar docker://...\`."
-  echo "  skopeo decompresses docker-archive layers and gzips them again for the registry: it sends different bytes and spends CPU on gzip."
-  echo "- *pusher -c N*: \`docker-image-pusher push --max-concurrent N\`; *pusher dynamic*: \`--enable-dynamic-concurrency\` with no tuning."
-  echo "- MB/s = image bytes / wall time (10^6 bytes). Peak RSS from \`/usr/bin/time -v\` (not meaningful for the multi-process ceiling)."
-  echo "- Links: two network namespaces joined by a veth pair, \`tbf\` on both ends for the rate, and the project's delaying proxy"
-  echo "  (\`bench/link-proxy.rs\`) for the round trip and, on the 20 Mbit/s link, connection cuts (on average one per 64 MiB sent)."
-  echo "  Images are scaled to the link so the whole run stays under half an hour."
-  echo "- Every run starts with an empty registry (storage: $([ "${storage#/dev/shm}" != "$storage" ] && echo "tmpfs" || echo "disk")) and its input in the page cache."
-  if [ -s "$notes" ]; then
-    sed 's/^/- /' "$notes"
-  fi
-  echo
-  echo "### Memory: peak RSS must not grow with image size (4 workers, loopback)"
-  echo
-  awk -F'\t' -f "$repo_root/bench/memory.awk" "$rows"
-  echo
-  echo "### Budgets (issue 6)"
-  echo
-  echo "| Budget | Aim | Measured |"
-  echo "|---|---|---|"
-  awk -v built="$size_built" -v stripped="$size_stripped" -v static="$static_note" 'BEGIN {
-    printf "| Release binary, stripped (`strip` of a copy) | <= 5 MiB | %.2f MiB (%d bytes; as built: %d bytes)%s |\n",
-      stripped / 1048576, stripped, built, stripped <= 5 * 1048576 ? "" : " **over budget**"
-    if (static != "") printf "| Static binary `dist/docker-image-pusher` | <= 5 MiB | %.2f MiB (%d bytes) |\n", static / 1048576, static
-  }'
-  awk -F'\t' '$1 ~ /^loopback/ && $4 == "pusher -c 4" && $3 >= 2 ^ 31 && $5 == "ok" {
-      if ($8 > max) { max = $8; what = $2 } }
-    END { if (max) printf "| Peak RSS, 4-worker push of a multi-GiB image | <= 32 MiB | %.1f MiB (%s)%s |\n",
-      max / 1024, what, max <= 32 * 1024 ? "" : " **over budget**" }' "$rows"
-  read -r med min max line <<<"$startup_ours"
-  echo "| Start-up to first request (median of $startup_runs) | - | $med ms (min $min, max $max); first request \`$line\` |"
-  read -r med min max line <<<"$startup_skopeo"
-  echo "| ... skopeo, same archive, for comparison | - | $med ms (min $min, max $max); first bytes $line |"
-  echo
-  echo "Start-up is measured by \`bench/startup-probe.rs\`: the clock starts just before the process is spawned and stops"
-  echo "when its first request bytes arrive at a socket on loopback (archive: the 2 GiB, 4-layer image)."
-} >"$results_dir/latest.md"
-
-echo
-cat "$results_dir/latest.md"
-echo
-echo "(written to bench/results/latest.md; logs in $logs)"
+declare -p started load_before load_after ceiling_jobs storage_kind cut_mib version size_built \
+  size_stripped static_note startup_runs startup_ours startup_static startup_skopeo >"$work/facts.sh"
+bench/report.sh "$work"

@@ -10,9 +10,9 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
