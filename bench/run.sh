@@ -297,7 +297,11 @@ measure() {
   [ "$label" != "curl ceiling" ] || rss=""
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p_title" "$(image_label "$image")" \
     "$(layer_bytes "$image")" "$label" "$status" "$wall" "$cpu" "$rss" "$cuts" >>"$runs"
-  [ "$status" = ok ] || log "  $status; see $logs/$id.log"
+  if [ "$status" != ok ]; then
+    # The client's last line says why; registry upload URLs carry a long signed state, cut it.
+    note "$label on $p_title, $(image_label "$image"), run $round: $status: $(tail -1 "$logs/$id.log" |
+      sed -E 's/_state=[^" ]*/_state=.../g' | cut -c1-300)"
+  fi
 }
 
 # Every client in turn, round after round, so a burst of load from elsewhere on the machine
