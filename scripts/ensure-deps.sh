@@ -14,6 +14,7 @@ if [ "$purpose" != demo ]; then
   have openssl || need+=(openssl)
   [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   have file || need+=(file)
+  have ip || need+=(iproute2)
 fi
 if [ "$purpose" = bench ]; then
   have ip || need+=(iproute2)

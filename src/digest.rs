@@ -179,9 +179,13 @@ impl<R: Read> VerifyingReader<R> {
 impl<R: Read> Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let hasher = self.inner.hasher();
-            if hasher.position() != self.expected_size {
+        let hasher = self.inner.hasher();
+        // Check on the read that completes the blob, not on a later one: an HTTP client
+        // stops reading at Content-Length, so the last bytes must be withheld here for
+        // corrupt content never to reach the registry whole.
+        let complete = hasher.position() == self.expected_size;
+        if (n > 0 && complete) || (n == 0 && !buf.is_empty()) {
+            if !complete {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
@@ -277,8 +281,14 @@ mod tests {
         let err = io::copy(&mut bad, &mut io::sink()).unwrap_err();
         assert!(find_mismatch(&err).is_some());
 
-        let mut short = VerifyingReader::new(&b"hell"[..], expected, 5);
+        let mut short = VerifyingReader::new(&b"hell"[..], expected.clone(), 5);
         let err = io::copy(&mut short, &mut io::sink()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+
+        // A reader that stops at the length (as an HTTP body does) still never gets
+        // the last bytes of wrong content.
+        let mut bad = VerifyingReader::new(&b"hellO"[..], expected, 5);
+        let mut exact = [0u8; 5];
+        assert!(bad.read(&mut exact).is_err());
     }
 }

@@ -9,6 +9,9 @@
 //! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
 //! or archive entry -> verified copy (`extract`) -> `blobs/sha256/`. Out of it: `push`
 //! (the cache is a `BlobSource`), `save` (one archive for a USB stick), `verify`.
+//!
+//! What must survive a crash lives in `state` (open upload sessions, where blobs are known
+//! to be, under `<cache>/uploads/`); `interrupt` turns Ctrl-C into a stop at a safe point.
 
 pub mod archive;
 pub mod cache;
@@ -19,6 +22,7 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod image;
+pub mod interrupt;
 pub mod layout;
 pub mod monitor;
 pub mod progress;
@@ -29,6 +33,8 @@ pub mod registry;
 pub mod resolve;
 pub mod save;
 pub mod scheduler;
+pub mod state;
+pub mod transfer;
 pub mod units;
 pub mod upload;
 pub mod verify;

@@ -5,6 +5,7 @@
 //! whose blobs are not all there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::cache::index::{Entry, now_rfc3339};
@@ -12,11 +13,13 @@ use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
 use crate::error::{Class, Error, Result};
 use crate::image::{self, Blob, Descriptor, ManifestKind, Platform, RawManifest};
-use crate::progress::{Reporter, human_bytes};
+use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::Repository;
 use crate::registry::transport::RetryPolicy;
-use crate::scheduler::{Gate, PriorityChannel, run_pool};
+use crate::state::StateDir;
+use crate::transfer::{self, Concurrency, ConcurrencyReport};
+use crate::upload::Progress;
 
 /// Indexes nest; real images stop at two levels.
 const MAX_DEPTH: usize = 4;
@@ -27,7 +30,7 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Keep the whole index with every platform.
     pub all_platforms: bool,
-    pub max_concurrent: usize,
+    pub concurrency: Concurrency,
     pub retry: RetryPolicy,
 }
 
@@ -47,6 +50,10 @@ pub struct PullReport {
     pub bytes_resumed: u64,
     pub retries: u64,
     pub duration_seconds: f64,
+    /// Bytes per second over the blob downloads.
+    pub average_speed: f64,
+    /// How the worker pool ran (absent when nothing was downloaded).
+    pub concurrency: Option<ConcurrencyReport>,
 }
 
 /// The platform container images for this machine are built for (Go's GOARCH names).
@@ -137,6 +144,16 @@ pub fn pull(
         &now_rfc3339(),
     );
     cache.update_index(|index| index.add(entry))?;
+    // A later push of these blobs to another repository of this registry can mount them
+    // from here instead of uploading them.
+    let state = StateDir::for_cache(cache.root());
+    if let Err(e) = state.record_locations(
+        repository.host(),
+        repository.name(),
+        blobs.iter().map(|b| &b.digest),
+    ) {
+        reporter.detail(&format!("cannot record blob locations: {e}"));
+    }
     report.retries = repository.transport().retries();
     report.duration_seconds = reporter.elapsed().as_secs_f64();
     Ok(report)
@@ -318,6 +335,8 @@ fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>>
     Ok(blobs)
 }
 
+/// Downloads what the cache lacks on the worker pool, with the same monitor, display and
+/// concurrency control as push's uploads.
 fn download_blobs(
     repository: &Repository,
     cache: &Cache,
@@ -326,36 +345,26 @@ fn download_blobs(
     reporter: &Arc<Reporter>,
     report: &mut PullReport,
 ) -> Result<()> {
-    let queue = PriorityChannel::new();
-    for blob in blobs {
-        if cache.has_blob(blob) {
-            report.blobs_cached += 1;
-            reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
-            continue;
-        }
-        // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, blob.clone());
+    let (cached, missing): (Vec<&Blob>, Vec<&Blob>) = blobs.iter().partition(|b| cache.has_blob(b));
+    for blob in cached {
+        report.blobs_cached += 1;
+        reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
     }
-    let gate = Gate::new(options.max_concurrent);
-    let downloader = Downloader {
-        repository,
-        cache,
-        retry: &options.retry,
-        progress: reporter.clone(),
+    let missing: Vec<Blob> = missing.into_iter().cloned().collect();
+    let run = |index: usize, progress: Arc<dyn Progress>| {
+        let downloader = Downloader {
+            repository,
+            cache,
+            retry: &options.retry,
+            progress,
+        };
+        downloader.download(&missing[index])
     };
-    let work = |blob: Blob| {
-        reporter.detail(&format!(
-            "{}: downloading ({})",
-            blob.digest.short(),
-            human_bytes(blob.size)
-        ));
-        let result = downloader.download(&blob);
-        if let Ok(outcome) = &result {
-            reporter.info(&describe(&blob, outcome));
-        }
-        (blob, result)
+    let describe_result = |index: usize, result: &Result<Outcome>, _took: Duration| match result {
+        Ok(outcome) => describe(&missing[index], outcome),
+        Err(e) => format!("{}: failed: {}", missing[index].digest.short(), e.message),
     };
-    let stop = |(_, result): &(Blob, Result<Outcome>)| {
+    let fatal = |result: &Result<Outcome>| {
         result.as_ref().is_err_and(|e| {
             matches!(
                 e.class,
@@ -363,10 +372,15 @@ fn download_blobs(
             )
         })
     };
-    let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
+    let work = transfer::Work {
+        run: &run,
+        describe: &describe_result,
+        fatal: &fatal,
+    };
+    let outcome = transfer::run(&missing, &options.concurrency, reporter, work);
     let mut first_error = None;
-    for (_, result) in results {
-        match result {
+    for finished in outcome.finished {
+        match finished.result {
             Ok(Outcome::Cached) => report.blobs_cached += 1,
             Ok(Outcome::Downloaded {
                 received,
@@ -381,6 +395,14 @@ fn download_blobs(
             }
         }
     }
+    if let Some(analytics) = &outcome.analytics {
+        report.average_speed = analytics.average_speed.round();
+        let classes = class_counts(missing.iter().map(|b| b.size));
+        for line in render_analytics(analytics, &classes) {
+            reporter.detail(&line);
+        }
+    }
+    report.concurrency = outcome.concurrency;
     match first_error {
         Some(error) => Err(error),
         None => Ok(()),

@@ -3,29 +3,25 @@
 //! before the index that names them, the last one under the target's tag.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::error::{Class, Error, Result};
 use crate::image::{Artifact, Blob, BlobSource};
-use crate::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::monitor::Analytics;
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::{Initiated, Repository};
-use crate::scheduler::{ClassCaps, Gate, PriorityChannel, SizeClass, run_pool};
+use crate::scheduler::SizeClass;
+use crate::state::StateDir;
+use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::units::{human_duration, human_rate};
 use crate::upload::{Outcome, UploadOptions, Uploader};
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub upload: UploadOptions,
-    /// Worker threads: the most blobs that may upload at once.
-    pub max_concurrent: usize,
-    /// Dynamic mode: the controller's settings (its `max` is `max_concurrent`). `None`
-    /// keeps `max_concurrent` blobs uploading at once throughout.
-    pub dynamic: Option<Tuning>,
-    /// Caps per size class, within the overall limit.
-    pub class_caps: ClassCaps,
+    pub concurrency: Concurrency,
     /// Check everything, upload nothing.
     pub dry_run: bool,
     /// Finish at once when the target tag already serves this exact manifest.
@@ -40,7 +36,12 @@ pub struct PushReport {
     pub bytes_total: u64,
     pub bytes_sent: u64,
     pub bytes_skipped: u64,
+    /// Bytes of partly uploaded blobs the registry held from an earlier run.
     pub bytes_reused: u64,
+    /// Bytes sent more than once because a request failed part-way.
+    pub bytes_resent: u64,
+    /// Times an upload continued after a failure.
+    pub resumes: u64,
     pub blobs: usize,
     pub blobs_uploaded: usize,
     pub blobs_existing: usize,
@@ -69,22 +70,8 @@ pub struct LayerReport {
     pub mounted_from: Option<String>,
     pub bytes_sent: u64,
     pub bytes_reused: u64,
+    pub bytes_resent: u64,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ConcurrencyReport {
-    /// `fixed` or `dynamic`.
-    pub mode: &'static str,
-    pub min: usize,
-    pub max: usize,
-    pub initial: usize,
-    #[serde(rename = "final")]
-    pub final_limit: usize,
-    pub peak_speed: f64,
-    /// Running uploads over allowed ones while anything was uploading (0..1).
-    pub utilization: f64,
-    pub changes: Vec<Change>,
 }
 
 pub fn push(
@@ -93,6 +80,7 @@ pub fn push(
     repository: &Repository,
     target: &Reference,
     options: &PushOptions,
+    state: Option<&StateDir>,
     reporter: &Arc<Reporter>,
 ) -> Result<PushReport> {
     let root = artifact.root();
@@ -126,7 +114,22 @@ pub fn push(
     if options.dry_run {
         return dry_run(artifact, repository, report, reporter);
     }
-    let analytics = upload_blobs(artifact, source, repository, options, reporter, &mut report)?;
+    let analytics = upload_blobs(
+        artifact,
+        source,
+        repository,
+        options,
+        state,
+        reporter,
+        &mut report,
+    )
+    .map_err(|error| interrupted_or(error, &report))?;
+    if options.upload.stop.is_requested() {
+        return Err(interrupted_or(
+            Error::interrupted("stopped by a signal"),
+            &report,
+        ));
+    }
     commit_manifests(artifact, repository, target, reporter)?;
     report.retries = repository.transport().retries();
     report.duration_seconds = reporter.elapsed().as_secs_f64();
@@ -145,6 +148,19 @@ fn target_is_current(repository: &Repository, target: &Reference, digest: &Diges
         .is_ok_and(|m| m.digest == *digest)
 }
 
+/// Says how far an interrupted push got; other errors pass through unchanged.
+fn interrupted_or(error: Error, report: &PushReport) -> Error {
+    if error.class != Class::Interrupted {
+        return error;
+    }
+    let done = report.blobs_existing + report.blobs_mounted + report.blobs_uploaded;
+    Error::interrupted(format!(
+        "interrupted with {done} of {} blobs pushed; open uploads are saved",
+        report.blobs
+    ))
+    .hint("run the same command again to resume where it stopped")
+}
+
 /// Uploads every blob on the worker pool while the monitor thread samples the transfer,
 /// drives the display and (in dynamic mode) resizes the gate. Returns the monitor's
 /// figures for the report.
@@ -153,67 +169,52 @@ fn upload_blobs(
     source: &dyn BlobSource,
     repository: &Repository,
     options: &PushOptions,
+    state: Option<&StateDir>,
     reporter: &Arc<Reporter>,
     report: &mut PushReport,
 ) -> Result<Option<Analytics>> {
-    reporter.begin_layers(&artifact.blobs);
-    let queue = PriorityChannel::new();
-    for (index, blob) in artifact.blobs.iter().enumerate() {
-        // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, index);
-    }
-    let initial = match &options.dynamic {
-        Some(tuning) => tuning.initial(artifact.blobs.len()),
-        None => options.max_concurrent,
-    };
-    let gate = Gate::with_caps(initial, options.class_caps);
-    let work = |index: usize| {
-        let blob = &artifact.blobs[index];
-        reporter.layer_started(index);
-        let started = Instant::now();
+    let run = |index: usize, progress: Arc<dyn crate::upload::Progress>| {
         let uploader = Uploader {
             repository,
             source,
             options: &options.upload,
-            progress: reporter.layer_progress(index),
+            progress,
+            state,
         };
-        let result = uploader.upload(blob);
-        let took = started.elapsed();
-        let event = match &result {
+        uploader.upload(&artifact.blobs[index])
+    };
+    let describe_result = |index: usize, result: &Result<Outcome>, took: Duration| {
+        let blob = &artifact.blobs[index];
+        match result {
             Ok(outcome) => describe(blob, outcome, took),
             Err(e) => format!("{}: failed: {}", blob.digest.short(), e.message),
-        };
-        reporter.layer_finished(index, &event);
-        (index, result, took)
+        }
     };
-    let stop =
-        |(_, result, _): &(usize, Result<Outcome>, Duration)| result.as_ref().is_err_and(is_fatal);
-
-    let sent = || reporter.counters.sent();
-    let queued = || queue.len();
-    let sources = Sources {
-        gate: &gate,
-        sent: &sent,
-        queued: &queued,
+    let fatal = |result: &Result<Outcome>| result.as_ref().is_err_and(is_fatal);
+    let work = transfer::Work {
+        run: &run,
+        describe: &describe_result,
+        fatal: &fatal,
     };
-    let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
-    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
-    let mut tracker = Tracker::new(options.dynamic.clone(), initial);
-    let (results, monitored) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(|| {
-            monitor::watch(&sources, &mut tracker, &show, &stopped);
-        });
-        let results = run_pool(options.max_concurrent, &gate, &queue, &work, &stop);
-        drop(stop_monitor);
-        (results, monitor.join().is_ok())
-    });
-    reporter.finish_live();
-    let analytics = monitored.then(|| tracker.analytics());
+    let transfer::Outcome {
+        finished,
+        analytics,
+        concurrency,
+    } = transfer::run(&artifact.blobs, &options.concurrency, reporter, work);
 
     let mut layers: Vec<Option<LayerReport>> = vec![None; artifact.blobs.len()];
-    let mut first_error = None;
-    for (index, result, took) in results {
+    let mut first_error: Option<Error> = None;
+    let mut present = Vec::new();
+    for transfer::Finished {
+        index,
+        result,
+        took,
+    } in finished
+    {
         let blob = &artifact.blobs[index];
+        if result.is_ok() {
+            present.push(blob.digest.clone());
+        }
         let mut layer = LayerReport {
             digest: blob.digest.to_string(),
             size: blob.size,
@@ -223,6 +224,7 @@ fn upload_blobs(
             mounted_from: None,
             bytes_sent: 0,
             bytes_reused: 0,
+            bytes_resent: 0,
             seconds: seconds(took),
         };
         match result {
@@ -237,19 +239,40 @@ fn upload_blobs(
                 layer.outcome = "mounted";
                 layer.mounted_from = Some(from);
             }
-            Ok(Outcome::Uploaded { sent, reused }) => {
+            Ok(Outcome::Uploaded {
+                sent,
+                reused,
+                resent,
+                resumes,
+            }) => {
                 report.blobs_uploaded += 1;
                 report.bytes_sent += sent;
                 report.bytes_reused += reused;
+                report.bytes_resent += resent;
+                report.resumes += u64::from(resumes);
                 layer.bytes_sent = sent;
                 layer.bytes_reused = reused;
+                layer.bytes_resent = resent;
             }
             Err(e) => {
-                first_error.get_or_insert(e);
+                // An interruption says less than a failure that may have come with it.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|first| first.class == Class::Interrupted)
+                {
+                    first_error = Some(e);
+                }
                 continue;
             }
         }
         layers[index] = Some(layer);
+    }
+    // Later pushes to other repositories of this registry can mount these instead of
+    // uploading them again.
+    if let Some(state) = state
+        && let Err(e) = state.record_locations(repository.host(), repository.name(), &present)
+    {
+        reporter.detail(&format!("cannot record blob locations: {e}"));
     }
     if let Some(error) = first_error {
         return Err(error);
@@ -257,24 +280,8 @@ fn upload_blobs(
     report.layers = layers.into_iter().flatten().collect();
     if let Some(analytics) = &analytics {
         report.average_speed = analytics.average_speed.round();
-        report.concurrency = Some(ConcurrencyReport {
-            mode: if analytics.dynamic {
-                "dynamic"
-            } else {
-                "fixed"
-            },
-            min: options
-                .dynamic
-                .as_ref()
-                .map_or(options.max_concurrent, |t| t.min),
-            max: options.max_concurrent,
-            initial,
-            final_limit: analytics.final_limit,
-            peak_speed: analytics.peak_speed.round(),
-            utilization: (analytics.utilization * 1000.0).round() / 1000.0,
-            changes: analytics.changes.clone(),
-        });
     }
+    report.concurrency = concurrency;
     Ok(analytics)
 }
 
@@ -379,6 +386,18 @@ fn dry_run(
     ));
     report.duration_seconds = reporter.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The `--verbose` resume report: what earlier runs and failures cost or saved.
+pub fn resume_line(report: &PushReport) -> String {
+    format!(
+        "resume: {} reused from earlier runs, {} re-sent after {} failure{}, {} mounted or already present",
+        human_bytes(report.bytes_reused),
+        human_bytes(report.bytes_resent),
+        report.resumes,
+        if report.resumes == 1 { "" } else { "s" },
+        human_bytes(report.bytes_skipped)
+    )
 }
 
 /// The line `docker push` ends with: `TAG: digest: sha256:... size: N`.

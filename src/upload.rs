@@ -1,17 +1,23 @@
-//! Uploading one blob: check whether the registry has it, try a cross-repository mount,
-//! then stream it either in one PUT or as chunked PATCHes from the source file, adapting
-//! to what the registry accepts and resuming from the registry's own offset after a
-//! failure, so a dropped link costs at most the chunk in flight.
+//! Uploading one blob: check whether the registry has it, continue a session saved by an
+//! earlier run, try cross-repository mounts, then stream it either in one PUT or as
+//! chunked PATCHes from the source file, adapting to what the registry accepts and
+//! resuming from the registry's own offset after a failure, so a dropped link costs at
+//! most the chunk in flight (when the registry kept its session; see docs/reliability.md
+//! for registries that drop a session holding a partial chunk).
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::digest::{Hasher, VerifyingReader};
 use crate::error::{Class, Error, Result};
 use crate::image::{Blob, BlobSource};
+use crate::interrupt::{StopSignal, Stopped};
 use crate::registry::rules::{self, UploadRules};
-use crate::registry::transport::{Body, RetryPolicy};
+use crate::registry::transport::{self, Body, RetryPolicy};
 use crate::registry::{ChunkOutcome, Initiated, Repository, Session};
+use crate::state::{self, SavedSession, StateDir};
 
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
@@ -23,6 +29,8 @@ pub struct UploadOptions {
     /// Repositories on the same registry to try mounting from before uploading.
     pub mount_from: Vec<String>,
     pub retry: RetryPolicy,
+    /// Polled between chunks: set by Ctrl-C.
+    pub stop: StopSignal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +43,12 @@ pub enum Outcome {
     Uploaded {
         /// Bytes that went over the wire, resends included.
         sent: u64,
-        /// Bytes the registry already held from an earlier attempt or run.
+        /// Bytes the registry already held from an earlier run.
         reused: u64,
+        /// Bytes sent more than once because of failures.
+        resent: u64,
+        /// Times the upload continued after a failure.
+        resumes: u32,
     },
 }
 
@@ -57,50 +69,189 @@ pub struct Uploader<'a> {
     pub source: &'a dyn BlobSource,
     pub options: &'a UploadOptions,
     pub progress: Arc<dyn Progress>,
+    /// Where open sessions are saved for the next run and mount sources are looked up.
+    pub state: Option<&'a StateDir>,
+}
+
+/// What a failed step left to do: why it failed, and how long the registry asked us to
+/// wait before trying again.
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+    /// The closing PUT failed: the registry may still be committing the blob.
+    in_commit: bool,
+}
+
+enum Commit {
+    Done,
+    Failed(Failure),
 }
 
 impl Uploader<'_> {
     pub fn upload(&self, blob: &Blob) -> Result<Outcome> {
+        self.check_stop()?;
         if !self.options.force && self.repository.check_existing_blob(&blob.digest)?.is_some() {
+            self.forget(blob);
             return Ok(Outcome::Existed);
         }
-        let mut session = None;
-        for from in &self.options.mount_from {
-            if from == self.repository.name() {
-                continue;
+        let mut transfer = Transfer::new(blob);
+        let result = match self.saved_session(blob)? {
+            Some((session, offset)) => {
+                transfer.reused = offset;
+                self.progress.note(&format!(
+                    "blob {}: continuing the upload of an earlier run at byte {offset} of {}",
+                    blob.digest.short(),
+                    blob.size
+                ));
+                let rules = self.rules(&session);
+                self.chunked_from(blob, session, offset, &rules, &mut transfer)
             }
-            match self
-                .repository
-                .initiate_upload(Some((&blob.digest, from)))?
-            {
-                Initiated::Mounted => return Ok(Outcome::Mounted { from: from.clone() }),
-                // The registry could not mount, and opened an ordinary session instead.
-                Initiated::Session(s) => {
-                    session = Some(s);
-                    break;
+            None => {
+                let session = match self.mount_or_open(blob)? {
+                    Opened::Mounted(from) => {
+                        self.forget(blob);
+                        return Ok(Outcome::Mounted { from });
+                    }
+                    Opened::Session(session) => session,
+                };
+                let rules = self.rules(&session);
+                if rules.allow_patch && blob.size > self.options.large_layer_threshold {
+                    self.remember(blob, &session, 0);
+                    self.chunked_from(blob, session, 0, &rules, &mut transfer)
+                } else {
+                    self.monolithic(blob, session, &rules, &mut transfer)
                 }
             }
-        }
-        let session = match session {
-            Some(session) => session,
-            None => self.new_session()?,
         };
-        let rules = rules::upload_rules(
+        match result {
+            Ok(()) => {
+                self.forget(blob);
+                Ok(transfer.outcome())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rules(&self, session: &Session) -> UploadRules {
+        rules::upload_rules(
             self.repository.host(),
             self.options.chunk_size,
             session.chunk_min_length,
-        );
-        let chunked = rules.allow_patch && blob.size > self.options.large_layer_threshold;
-        let mut state = Transfer::new(blob);
-        let result = if chunked {
-            self.chunked(blob, session, &rules, &mut state)
-        } else {
-            self.monolithic(blob, session, &rules, &mut state)
+        )
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        if self.options.stop.is_requested() {
+            return Err(Error::interrupted("stopped by a signal"));
+        }
+        Ok(())
+    }
+
+    /// A session an earlier run left open for this blob, if the registry still holds it.
+    fn saved_session(&self, blob: &Blob) -> Result<Option<(Session, u64)>> {
+        let Some(state) = self.state else {
+            return Ok(None);
         };
-        result.map(|()| Outcome::Uploaded {
-            sent: state.sent,
-            reused: state.reused,
-        })
+        let (registry, repository) = (self.repository.host(), self.repository.name());
+        let Some(saved) = state.load_session(registry, repository, &blob.digest) else {
+            return Ok(None);
+        };
+        let session = Session {
+            location: saved.location.clone(),
+            chunk_min_length: None,
+        };
+        let rules = self.rules(&session);
+        let usable = saved.size == blob.size && rules.allow_patch && rules.trust_range;
+        let status = if usable {
+            self.repository.upload_status(&session)?
+        } else {
+            None
+        };
+        match status {
+            Some((session, offset)) if offset <= blob.size => Ok(Some((session, offset))),
+            _ => {
+                self.progress.note(&format!(
+                    "blob {}: the registry no longer holds the upload of an earlier run; starting it over",
+                    blob.digest.short()
+                ));
+                state.forget_session(registry, repository, &blob.digest);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves the session so the next run can continue it; never fails the upload.
+    fn remember(&self, blob: &Blob, session: &Session, offset: u64) {
+        let Some(state) = self.state else { return };
+        let secrets = self.repository.transport().secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        if !state::storable_url(&session.location, &secrets) {
+            self.progress.note(&format!(
+                "blob {}: the upload URL carries credentials, so it is not saved; an interrupted upload of this blob starts over",
+                blob.digest.short()
+            ));
+            return;
+        }
+        let saved = SavedSession {
+            version: 0,
+            registry: self.repository.host().to_string(),
+            repository: self.repository.name().to_string(),
+            digest: blob.digest.clone(),
+            size: blob.size,
+            location: session.location.clone(),
+            offset,
+            updated: 0,
+        };
+        if let Err(e) = state.save_session(&saved) {
+            self.progress.note(&format!(
+                "cannot save the upload state in {}: {e}",
+                state.root().display()
+            ));
+        }
+    }
+
+    fn forget(&self, blob: &Blob) {
+        if let Some(state) = self.state {
+            state.forget_session(self.repository.host(), self.repository.name(), &blob.digest);
+        }
+    }
+
+    /// Tries to mount the blob from repositories that hold it (named by the user, or
+    /// recorded by earlier pushes and pulls); otherwise opens an ordinary session. A
+    /// refused mount usually opens a session by itself, which is then used.
+    fn mount_or_open(&self, blob: &Blob) -> Result<Opened> {
+        let mut candidates: Vec<String> = Vec::new();
+        let known = self
+            .state
+            .map(|s| s.known_repositories(self.repository.host(), &blob.digest))
+            .unwrap_or_default();
+        for from in self.options.mount_from.iter().chain(&known) {
+            if from != self.repository.name() && !candidates.contains(from) {
+                candidates.push(from.clone());
+            }
+        }
+        let mut pending: Option<Session> = None;
+        for from in &candidates {
+            if let Some(unused) = pending.take() {
+                self.repository.cancel_upload(&unused);
+            }
+            match self.repository.initiate_upload(Some((&blob.digest, from))) {
+                Ok(Initiated::Mounted) => return Ok(Opened::Mounted(from.clone())),
+                Ok(Initiated::Session(session)) => pending = Some(session),
+                // No read access to the source: mounting from there is not possible, and
+                // says nothing about whether these credentials may push.
+                Err(e) if e.class == Class::Auth => self.progress.note(&format!(
+                    "blob {}: cannot mount from {from} ({})",
+                    blob.digest.short(),
+                    e.message
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+        match pending {
+            Some(session) => Ok(Opened::Session(session)),
+            None => self.new_session().map(Opened::Session),
+        }
     }
 
     fn new_session(&self) -> Result<Session> {
@@ -119,16 +270,24 @@ impl Uploader<'_> {
         blob: &Blob,
         mut session: Session,
         rules: &UploadRules,
-        state: &mut Transfer,
+        transfer: &mut Transfer,
     ) -> Result<()> {
         let mut failures = 0;
         loop {
+            self.check_stop()?;
+            let stop = self.options.stop.clone();
+            let counter = transfer.sent.clone();
             let open = || -> io::Result<Box<dyn Read + Send>> {
                 let reader = self.source.open_blob(blob, 0)?;
                 let verified = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
-                Ok(Box::new(Counting::new(verified, self.progress.clone())))
+                // One request cannot be continued later, so a stop request ends it now.
+                Ok(Box::new(Counting::new(
+                    verified,
+                    self.progress.clone(),
+                    counter.clone(),
+                    Some(stop.clone()),
+                )))
             };
-            state.sent += blob.size;
             let result = self.repository.commit_blob(
                 &session,
                 &blob.digest,
@@ -137,27 +296,39 @@ impl Uploader<'_> {
                     length: blob.size,
                 },
             );
-            let status = match result {
+            let (status, retry_after) = match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(response)) => {
                     let status = response.status;
                     if !rules::switch_to_chunked(Some(status)) && !is_transient_status(status) {
+                        if self.repository.check_existing_blob(&blob.digest)?.is_some() {
+                            return Ok(());
+                        }
                         self.repository.cancel_upload(&session);
                         return Err(self.repository.transport().status_error(
                             response,
                             &format!("uploading blob {}", blob.digest.short()),
                         ));
                     }
-                    Some(status)
+                    (Some(status), transport::retry_after(&response))
+                }
+                Err(e) if matches!(e.class, Class::Interrupted | Class::Input) => {
+                    self.repository.cancel_upload(&session);
+                    return Err(e);
                 }
                 Err(e) if e.class != Class::Network => return Err(e),
                 Err(e) => {
+                    // A PUT cut after the registry stored the blob looks like a failure.
+                    if self.repository.check_existing_blob(&blob.digest)?.is_some() {
+                        return Ok(());
+                    }
                     self.progress
                         .note(&format!("blob {}: {}", blob.digest.short(), e.message));
-                    None
+                    (None, None)
                 }
             };
             failures += 1;
+            transfer.resumes += 1;
             if failures > self.options.retry.attempts {
                 return Err(Error::network(format!(
                     "uploading blob {} failed {failures} times",
@@ -165,17 +336,28 @@ impl Uploader<'_> {
                 ))
                 .hint("the link is unreliable; run the same command again to resume"));
             }
-            std::thread::sleep(self.options.retry.delay(failures - 1, None));
+            self.pause(self.options.retry.delay(failures - 1, retry_after));
             if rules.allow_patch && rules::switch_to_chunked(status) {
                 self.progress.note(&format!(
                     "blob {}: switching to chunked upload",
                     blob.digest.short()
                 ));
                 let (resumed, offset) = self.resume_point(&session, rules)?;
-                return self.chunked_from(blob, resumed, offset, rules, state);
+                transfer.restart_if_lost(&session, &resumed, offset);
+                self.remember(blob, &resumed, offset);
+                return self.chunked_from(blob, resumed, offset, rules, transfer);
             }
             self.repository.cancel_upload(&session);
             session = self.new_session()?;
+        }
+    }
+
+    /// Waits before the next try (as long as the registry asked with `Retry-After`, else
+    /// the backoff), waking early when a stop is requested.
+    fn pause(&self, wait: Duration) {
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until && !self.options.stop.is_requested() {
+            std::thread::sleep(Duration::from_millis(50).min(wait));
         }
     }
 
@@ -191,109 +373,131 @@ impl Uploader<'_> {
         Ok((self.new_session()?, 0))
     }
 
-    fn chunked(
-        &self,
-        blob: &Blob,
-        session: Session,
-        rules: &UploadRules,
-        state: &mut Transfer,
-    ) -> Result<()> {
-        self.chunked_from(blob, session, 0, rules, state)
-    }
-
     /// Streams chunks from `offset`, each read straight from the source; after any failure
-    /// asks the registry how much it holds and continues from there.
+    /// (of a chunk or of the closing PUT) asks the registry how much it holds and
+    /// continues from there. The session is saved after every accepted chunk.
     fn chunked_from(
         &self,
         blob: &Blob,
         mut session: Session,
         mut offset: u64,
         rules: &UploadRules,
-        state: &mut Transfer,
+        transfer: &mut Transfer,
     ) -> Result<()> {
         let chunk_size = rules.chunk_size.max(1);
         let mut failures_without_progress = 0;
         let mut accepted_by_patch = 0u64;
-        state.note_resume(offset);
         loop {
+            self.check_stop()?;
             let remaining = blob.size - offset;
             let last_in_put = rules.last_chunk_in_put && remaining <= chunk_size;
-            if remaining == 0 || last_in_put {
-                return self.commit_chunked(blob, &session, offset, state);
-            }
-            let length = remaining.min(chunk_size);
-            let open = self.chunk_reader(blob, offset, length, state)?;
-            state.sent += length;
-            let failure = match self
-                .repository
-                .upload_chunk(&session, offset, length, &open)
-            {
-                Ok(ChunkOutcome::Accepted {
-                    location,
-                    registry_offset,
-                }) => {
-                    session.location = location;
-                    let expected = offset + length;
-                    offset = match registry_offset {
-                        Some(held) if rules.trust_range && held < expected => held,
-                        _ => expected,
-                    };
-                    accepted_by_patch += length;
-                    failures_without_progress = 0;
-                    continue;
+            let failure = if remaining == 0 || last_in_put {
+                match self.commit_chunked(blob, &session, offset, transfer)? {
+                    Commit::Done => return Ok(()),
+                    Commit::Failed(failure) => failure,
                 }
-                Ok(ChunkOutcome::Refused(response)) => {
-                    let status = response.status;
-                    if rules::patch_unsupported(status, accepted_by_patch) {
-                        self.progress.note(&format!(
-                            "blob {}: registry refused PATCH ({status}); uploading in one request",
-                            blob.digest.short()
-                        ));
-                        self.repository.cancel_upload(&session);
-                        let fresh = self.new_session()?;
-                        state.reset_hash();
-                        let monolithic_rules = UploadRules {
-                            allow_patch: false,
-                            ..*rules
+            } else {
+                let length = remaining.min(chunk_size);
+                let open = self.chunk_reader(blob, offset, length, transfer)?;
+                match self
+                    .repository
+                    .upload_chunk(&session, offset, length, &open)
+                {
+                    Ok(ChunkOutcome::Accepted {
+                        location,
+                        registry_offset,
+                    }) => {
+                        session.location = location;
+                        let expected = offset + length;
+                        offset = match registry_offset {
+                            Some(held) if rules.trust_range && held < expected => held,
+                            _ => expected,
                         };
-                        return self.monolithic(blob, fresh, &monolithic_rules, state);
+                        accepted_by_patch += length;
+                        failures_without_progress = 0;
+                        self.remember(blob, &session, offset);
+                        continue;
                     }
-                    if !is_transient_status(status) && !matches!(status, 404 | 416) {
-                        self.repository.cancel_upload(&session);
-                        return Err(self.repository.transport().status_error(
-                            response,
-                            &format!("uploading blob {}", blob.digest.short()),
-                        ));
+                    Ok(ChunkOutcome::Refused(response)) => {
+                        let status = response.status;
+                        if rules::patch_unsupported(status, accepted_by_patch) && offset == 0 {
+                            self.progress.note(&format!(
+                                "blob {}: registry refused PATCH ({status}); uploading in one request",
+                                blob.digest.short()
+                            ));
+                            self.repository.cancel_upload(&session);
+                            self.forget(blob);
+                            let fresh = self.new_session()?;
+                            transfer.reset_hash();
+                            let monolithic_rules = UploadRules {
+                                allow_patch: false,
+                                ..*rules
+                            };
+                            return self.monolithic(blob, fresh, &monolithic_rules, transfer);
+                        }
+                        if !is_transient_status(status) && !matches!(status, 404 | 416) {
+                            self.repository.cancel_upload(&session);
+                            self.forget(blob);
+                            return Err(self.repository.transport().status_error(
+                                response,
+                                &format!("uploading blob {}", blob.digest.short()),
+                            ));
+                        }
+                        Failure {
+                            reason: format!("HTTP {status}"),
+                            retry_after: transport::retry_after(&response),
+                            in_commit: false,
+                        }
                     }
-                    format!("HTTP {status}")
+                    Err(e) if e.class != Class::Network => return Err(e),
+                    Err(e) => Failure {
+                        reason: e.message,
+                        retry_after: None,
+                        in_commit: false,
+                    },
                 }
-                Err(e) if e.class != Class::Network => return Err(e),
-                Err(e) => e.message,
             };
             failures_without_progress += 1;
+            transfer.resumes += 1;
             if failures_without_progress > self.options.retry.attempts {
                 return Err(Error::network(format!(
-                    "uploading blob {} stopped at byte {offset} of {}: {failure}",
+                    "uploading blob {} stopped at byte {offset} of {}: {}",
                     blob.digest.short(),
-                    blob.size
+                    blob.size,
+                    failure.reason
                 ))
                 .hint("run the same command again to resume"));
             }
+            let wait = self
+                .options
+                .retry
+                .delay(failures_without_progress - 1, failure.retry_after);
             self.progress.note(&format!(
-                "blob {}: chunk at {offset} failed ({failure}); resuming",
-                blob.digest.short()
+                "blob {}: upload at byte {offset} failed ({}); resuming in {:.1}s",
+                blob.digest.short(),
+                failure.reason,
+                wait.as_secs_f64()
             ));
-            std::thread::sleep(
-                self.options
-                    .retry
-                    .delay(failures_without_progress - 1, None),
-            );
+            self.pause(wait);
+            self.check_stop()?;
             let (resumed, held) = self.resume_point(&session, rules)?;
-            if held > offset + length
-                || (held == 0 && offset > 0 && resumed.location != session.location)
+            let held = held.min(blob.size);
+            // A registry that finished committing after our first look has closed the
+            // session because the blob is done, not because it was lost.
+            if failure.in_commit
+                && !same_session(&session, &resumed)
+                && self.repository.check_existing_blob(&blob.digest)?.is_some()
             {
-                // A fresh session (lost one) restarts the blob; say so in the numbers.
+                self.repository.cancel_upload(&resumed);
+                return Ok(());
+            }
+            if transfer.restart_if_lost(&session, &resumed, held) {
+                self.progress.note(&format!(
+                    "blob {}: the registry lost the upload session; starting the blob over",
+                    blob.digest.short()
+                ));
                 self.progress.rewound(offset);
+                accepted_by_patch = 0;
             } else if held < offset {
                 self.progress.rewound(offset - held);
             }
@@ -301,25 +505,26 @@ impl Uploader<'_> {
                 failures_without_progress = 0;
             }
             session = resumed;
-            offset = held.min(blob.size);
-            state.note_resume(offset);
+            offset = held;
+            self.remember(blob, &session, offset);
         }
     }
 
+    /// The closing PUT. A failure that may have happened after the registry stored the
+    /// blob is checked with a HEAD before it counts as a failure.
     fn commit_chunked(
         &self,
         blob: &Blob,
         session: &Session,
         offset: u64,
-        state: &mut Transfer,
-    ) -> Result<()> {
+        transfer: &mut Transfer,
+    ) -> Result<Commit> {
         let remaining = blob.size - offset;
-        let open = self.chunk_reader(blob, offset, remaining, state)?;
+        let open = self.chunk_reader(blob, offset, remaining, transfer)?;
         // The last chunk (ECR) is hashed while it is sent, so check the rest beforehand.
         if remaining == 0 {
-            state.verify(blob)?;
+            transfer.verify(blob)?;
         }
-        state.sent += remaining;
         let body = if remaining == 0 {
             Body::Empty
         } else {
@@ -328,19 +533,39 @@ impl Uploader<'_> {
                 length: remaining,
             }
         };
-        match self.repository.commit_blob(session, &blob.digest, body)? {
-            Ok(()) => Ok(()),
-            Err(response) => {
-                // A commit cut after the registry acted on it looks like a failure here.
+        let failure = match self.repository.commit_blob(session, &blob.digest, body) {
+            Ok(Ok(())) => return Ok(Commit::Done),
+            Ok(Err(response)) => {
                 if self.repository.check_existing_blob(&blob.digest)?.is_some() {
-                    return Ok(());
+                    return Ok(Commit::Done);
                 }
-                Err(self.repository.transport().status_error(
-                    response,
-                    &format!("committing blob {}", blob.digest.short()),
-                ))
+                let status = response.status;
+                if !is_transient_status(status) && !matches!(status, 404 | 416) {
+                    self.forget(blob);
+                    return Err(self.repository.transport().status_error(
+                        response,
+                        &format!("committing blob {}", blob.digest.short()),
+                    ));
+                }
+                Failure {
+                    reason: format!("HTTP {status}"),
+                    retry_after: transport::retry_after(&response),
+                    in_commit: true,
+                }
             }
-        }
+            Err(e) if e.class != Class::Network => return Err(e),
+            Err(e) => {
+                if self.repository.check_existing_blob(&blob.digest)?.is_some() {
+                    return Ok(Commit::Done);
+                }
+                Failure {
+                    reason: e.message,
+                    retry_after: None,
+                    in_commit: true,
+                }
+            }
+        };
+        Ok(Commit::Failed(failure))
     }
 
     /// A body factory for bytes `offset..offset + length` that feeds the running hash. Each
@@ -351,20 +576,25 @@ impl Uploader<'_> {
         blob: &'s Blob,
         offset: u64,
         length: u64,
-        state: &mut Transfer,
+        transfer: &mut Transfer,
     ) -> Result<impl Fn() -> io::Result<Box<dyn Read + Send>> + Sync + 's> {
-        self.hash_up_to(blob, offset, state)?;
-        let hasher = state.hasher.clone();
-        let checkpoint = state.checkpoint.clone().unwrap_or_default();
+        self.hash_up_to(blob, offset, transfer)?;
+        let hasher = transfer.hasher.clone();
+        let checkpoint = transfer.checkpoint.clone().unwrap_or_default();
+        let counter = transfer.sent.clone();
         Ok(move || -> io::Result<Box<dyn Read + Send>> {
             *hasher.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint.clone();
             let reader = self.source.open_blob(blob, offset)?.take(length);
+            // A chunk in flight is finished even after Ctrl-C: the registry then confirms
+            // it and the saved session stays exact.
             Ok(Box::new(Counting::new(
                 HashFeed {
                     inner: reader,
                     hasher: hasher.clone(),
                 },
                 self.progress.clone(),
+                counter.clone(),
+                None,
             )))
         })
     }
@@ -372,10 +602,10 @@ impl Uploader<'_> {
     /// Brings the running hash to `offset` by reading the source locally: after the
     /// registry reports less than we sent (rewind) or more than this run sent (resume
     /// from an earlier run). Reading locally is far cheaper than sending again.
-    fn hash_up_to(&self, blob: &Blob, offset: u64, state: &mut Transfer) -> Result<()> {
-        let mut hasher = state.hasher.lock().unwrap_or_else(|p| p.into_inner());
+    fn hash_up_to(&self, blob: &Blob, offset: u64, transfer: &mut Transfer) -> Result<()> {
+        let mut hasher = transfer.hasher.lock().unwrap_or_else(|p| p.into_inner());
         if hasher.position() > offset {
-            *hasher = match &state.checkpoint {
+            *hasher = match &transfer.checkpoint {
                 Some(checkpoint) if checkpoint.position() <= offset => checkpoint.clone(),
                 _ => Hasher::new(),
             };
@@ -402,9 +632,14 @@ impl Uploader<'_> {
                 ));
             }
         }
-        state.checkpoint = Some(hasher.clone());
+        transfer.checkpoint = Some(hasher.clone());
         Ok(())
     }
+}
+
+enum Opened {
+    Mounted(String),
+    Session(Session),
 }
 
 fn source_error(blob: &Blob, err: io::Error) -> Error {
@@ -418,13 +653,17 @@ fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Per-blob transfer bookkeeping: the running hash (shared with the request body reader)
-/// and a checkpoint at the start of the current chunk for cheap rewinds.
+/// Per-blob transfer bookkeeping: the running hash (shared with the request body reader),
+/// a checkpoint at the start of the current chunk for cheap rewinds, and the numbers the
+/// report shows.
 struct Transfer {
     hasher: Arc<Mutex<Hasher>>,
     checkpoint: Option<Hasher>,
-    sent: u64,
+    /// Bytes read into request bodies by this run, resends included.
+    sent: Arc<AtomicU64>,
+    /// Bytes the registry held from an earlier run when this run took the session over.
     reused: u64,
+    resumes: u32,
     size: u64,
 }
 
@@ -433,8 +672,9 @@ impl Transfer {
         Transfer {
             hasher: Arc::new(Mutex::new(Hasher::new())),
             checkpoint: None,
-            sent: 0,
+            sent: Arc::default(),
             reused: 0,
+            resumes: 0,
             size: blob.size,
         }
     }
@@ -444,8 +684,25 @@ impl Transfer {
         self.checkpoint = None;
     }
 
-    fn note_resume(&mut self, offset: u64) {
-        self.reused = self.reused.max(offset.min(self.size));
+    /// After a failure: when the registry answered with a different, empty session, the
+    /// earlier one was lost and the blob starts over (the earlier run's bytes with it).
+    fn restart_if_lost(&mut self, old: &Session, resumed: &Session, held: u64) -> bool {
+        let lost = held == 0 && !same_session(old, resumed);
+        if lost {
+            self.reused = 0;
+        }
+        lost
+    }
+
+    fn outcome(&self) -> Outcome {
+        let sent = self.sent.load(Ordering::Relaxed);
+        Outcome::Uploaded {
+            sent,
+            reused: self.reused,
+            // Everything beyond the bytes that had to go up once was sent again.
+            resent: (sent + self.reused).saturating_sub(self.size),
+            resumes: self.resumes,
+        }
     }
 
     fn verify(&self, blob: &Blob) -> Result<()> {
@@ -460,6 +717,12 @@ impl Transfer {
         }
         Ok(())
     }
+}
+
+/// Two upload URLs name the same session when they differ only in their query (the
+/// registry's signed state changes with every request).
+fn same_session(a: &Session, b: &Session) -> bool {
+    transport::redact_url(&a.location) == transport::redact_url(&b.location)
 }
 
 /// Feeds everything read through it into a shared hash.
@@ -479,22 +742,91 @@ impl<R: Read> Read for HashFeed<R> {
     }
 }
 
-/// Reports bytes as the network takes them from the source.
+/// Reports bytes as the network takes them from the source, and ends the body early
+/// when a stop is requested and `stop` is given.
 struct Counting<R> {
     inner: R,
     progress: Arc<dyn Progress>,
+    counter: Arc<AtomicU64>,
+    stop: Option<StopSignal>,
 }
 
 impl<R> Counting<R> {
-    fn new(inner: R, progress: Arc<dyn Progress>) -> Self {
-        Counting { inner, progress }
+    fn new(
+        inner: R,
+        progress: Arc<dyn Progress>,
+        counter: Arc<AtomicU64>,
+        stop: Option<StopSignal>,
+    ) -> Self {
+        Counting {
+            inner,
+            progress,
+            counter,
+            stop,
+        }
     }
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.as_ref().is_some_and(StopSignal::is_requested) {
+            return Err(Stopped::io_error());
+        }
         let n = self.inner.read(buf)?;
         self.progress.sent(n as u64);
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(location: &str) -> Session {
+        Session {
+            location: location.into(),
+            chunk_min_length: None,
+        }
+    }
+
+    #[test]
+    fn a_new_empty_session_means_the_old_one_was_lost() {
+        let blob = Blob {
+            digest: crate::digest::Digest::of(b"x"),
+            size: 100,
+            media_type: String::new(),
+        };
+        let mut transfer = Transfer::new(&blob);
+        transfer.reused = 40;
+        let old = session("http://r/v2/a/blobs/uploads/one?_state=1");
+        let same = session("http://r/v2/a/blobs/uploads/one?_state=2");
+        assert!(!transfer.restart_if_lost(&old, &same, 0));
+        assert!(!transfer.restart_if_lost(&old, &same, 60));
+        assert_eq!(transfer.reused, 40);
+        let fresh = session("http://r/v2/a/blobs/uploads/two?_state=1");
+        assert!(transfer.restart_if_lost(&old, &fresh, 0));
+        assert_eq!(transfer.reused, 0);
+    }
+
+    #[test]
+    fn resent_bytes_are_what_went_up_beyond_one_copy() {
+        let blob = Blob {
+            digest: crate::digest::Digest::of(b"x"),
+            size: 100,
+            media_type: String::new(),
+        };
+        let mut transfer = Transfer::new(&blob);
+        transfer.reused = 30;
+        transfer.sent.store(90, Ordering::Relaxed);
+        assert_eq!(
+            transfer.outcome(),
+            Outcome::Uploaded {
+                sent: 90,
+                reused: 30,
+                resent: 20,
+                resumes: 0
+            }
+        );
     }
 }

@@ -594,3 +594,47 @@ fn clean_waits_for_a_running_pull_instead_of_collecting_its_blobs() {
     }
     run_ok(&["verify", "--cache-dir", cache_arg]);
 }
+
+#[test]
+fn pull_runs_on_the_same_monitored_pool_as_push_with_dynamic_concurrency() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    let image = TestImage::new(
+        5,
+        &[40_000, 30_000, 20_000, 10_000],
+        true,
+        ("linux", "amd64"),
+    );
+    let manifest_digest = upload_image(&client, "team/dynamic", "1", &image);
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    let reference = format!("{}/team/dynamic:1", registry.host());
+
+    let run = run_ok(&[
+        "pull",
+        &reference,
+        "--insecure",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--enable-dynamic-concurrency",
+        "--max-concurrent",
+        "4",
+        "--json",
+    ]);
+    let report = json(&run.stdout);
+    assert_eq!(report["digest"], manifest_digest.as_str());
+    assert_eq!(report["blobs_downloaded"], 5);
+    assert_eq!(report["concurrency"]["mode"], "dynamic");
+    assert_eq!(report["concurrency"]["max"], 4);
+    for digest in image_digests(&image) {
+        assert_cached(&cache, &digest);
+    }
+    // Not a terminal: one plain line per finished blob and no control codes.
+    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches(": downloaded (").count(),
+        5,
+        "{}",
+        run.stderr
+    );
+}

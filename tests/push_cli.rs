@@ -752,3 +752,23 @@ fn skip_existing_finishes_at_once_when_the_tag_already_has_the_image() {
         .success();
     assert!(!run.stderr.contains("[http] PUT"), "{run}");
 }
+
+#[test]
+fn version_prints_the_crate_version_and_no_command_is_a_usage_error() {
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-image-pusher"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("docker-image-pusher {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-image-pusher"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--help"));
+}

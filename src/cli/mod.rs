@@ -19,8 +19,12 @@ use crate::error::{Error, Result};
 ///
 /// The older form `docker-image-pusher -r URL -f FILE [flags]` still means `push`.
 pub struct Cli {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
     #[argh(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -111,7 +115,11 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
             .chain(args[1..].iter().cloned())
             .collect();
     }
-    let flat = first.starts_with('-') && !matches!(first.as_str(), "--help" | "-h" | "help");
+    let flat = first.starts_with('-')
+        && !matches!(
+            first.as_str(),
+            "--help" | "-h" | "help" | "--version" | "-V"
+        );
     if !flat {
         return args.to_vec();
     }
@@ -351,7 +359,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let Command::Push(push) = cli.command else {
+        let Some(Command::Push(push)) = cli.command else {
             panic!("push parses as push");
         };
         assert_eq!(push.timeout, Some(5));

@@ -61,9 +61,33 @@ pub struct PullArgs {
     #[argh(switch)]
     pub json: bool,
 
-    /// how many blobs to download at once (default 3)
+    /// how many blobs to download at once (default 3); with --enable-dynamic-concurrency the most the controller may use (default 8)
     #[argh(option)]
     pub max_concurrent: Option<usize>,
+
+    /// let the tool adjust how many blobs download at once while it measures the link
+    #[argh(switch)]
+    pub enable_dynamic_concurrency: bool,
+
+    /// fewest blobs downloading at once in dynamic mode (default 1)
+    #[argh(option)]
+    pub min_concurrent: Option<usize>,
+
+    /// at most this many blobs under 100 MiB download at once (default: no cap of their own)
+    #[argh(option)]
+    pub small_file_concurrent: Option<usize>,
+
+    /// at most this many blobs over 1 GiB download at once (default: no cap of their own)
+    #[argh(option)]
+    pub large_file_concurrent: Option<usize>,
+
+    /// in dynamic mode, add no workers once the pull moves this many MB/s (default: none)
+    #[argh(option)]
+    pub speed_threshold: Option<f64>,
+
+    /// in dynamic mode, seconds of steady measurement at a concurrency level before judging it (default 2)
+    #[argh(option)]
+    pub speed_check_interval: Option<f64>,
 
     /// retries for a failed request before giving up (default 3)
     #[argh(option)]
@@ -84,4 +108,18 @@ pub struct PullArgs {
     /// use plain HTTP instead of HTTPS
     #[argh(switch)]
     pub insecure: bool,
+}
+
+impl PullArgs {
+    pub fn concurrency_flags(&self) -> crate::commands::ConcurrencyFlags {
+        crate::commands::ConcurrencyFlags {
+            max_concurrent: self.max_concurrent,
+            enable_dynamic: self.enable_dynamic_concurrency,
+            min_concurrent: self.min_concurrent,
+            small_file_concurrent: self.small_file_concurrent,
+            large_file_concurrent: self.large_file_concurrent,
+            speed_threshold: self.speed_threshold,
+            speed_check_interval: self.speed_check_interval,
+        }
+    }
 }

@@ -17,7 +17,11 @@ use super::parse_size;
     error_code(3, "bad input: unreadable, malformed or corrupt archive"),
     error_code(4, "authentication or permission failure"),
     error_code(5, "network failure"),
-    error_code(6, "the registry refused the request")
+    error_code(6, "the registry refused the request"),
+    error_code(
+        130,
+        "interrupted (Ctrl-C or SIGTERM); run the same command again to resume"
+    )
 )]
 pub struct PushArgs {
     /// what to push: an archive (docker save output, an OCI archive, or either gzipped), or a cached image (name:tag or digest) when no such file exists
@@ -32,7 +36,7 @@ pub struct PushArgs {
     #[argh(option)]
     pub source_tag: Option<String>,
 
-    /// the cache directory to push cached images from (default .cache, or DOCKER_PUSHER_CACHE_DIR)
+    /// the cache directory to push cached images from, which also keeps the upload state an interrupted push resumes from (default .cache, or DOCKER_PUSHER_CACHE_DIR)
     #[argh(option)]
     pub cache_dir: Option<String>,
 
@@ -127,4 +131,22 @@ pub struct PushArgs {
     /// check the archive, credentials and push permission, and report what would be uploaded
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// try to mount blobs from this repository of the same registry before uploading them (repeatable)
+    #[argh(option)]
+    pub mount_from: Vec<String>,
+}
+
+impl PushArgs {
+    pub fn concurrency_flags(&self) -> crate::commands::ConcurrencyFlags {
+        crate::commands::ConcurrencyFlags {
+            max_concurrent: self.max_concurrent,
+            enable_dynamic: self.enable_dynamic_concurrency,
+            min_concurrent: self.min_concurrent,
+            small_file_concurrent: self.small_file_concurrent,
+            large_file_concurrent: self.large_file_concurrent,
+            speed_threshold: self.speed_threshold,
+            speed_check_interval: self.speed_check_interval,
+        }
+    }
 }

@@ -2,19 +2,22 @@
 //! resolved (flags, environment, defaults), inputs opened, and the command carried out.
 //! Errors come back with a class that `main` turns into the exit code.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 mod clean;
+mod concurrency;
 mod extract;
 mod list;
 mod pull;
 mod push;
 mod save;
 mod verify;
+
+pub use concurrency::ConcurrencyFlags;
 
 use crate::cli::{self, Cli, Command, Env};
 use crate::error::{Error, Result};
@@ -55,7 +58,15 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
 }
 
 fn run(cli: Cli, env: Env) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("docker-image-pusher {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        return Err(Error::usage("no command given")
+            .hint("run docker-image-pusher --help for the commands"));
+    };
+    match command {
         Command::Push(args) => push::run_push(args, env),
         Command::Pull(args) => pull::run_pull(args, env),
         Command::Extract(args) => extract::run_extract(args, env),
@@ -64,6 +75,18 @@ fn run(cli: Cli, env: Env) -> Result<()> {
         Command::Save(args) => save::run_save(args, env),
         Command::Verify(args) => verify::run_verify(args, env),
     }
+}
+
+/// The reporter for commands that move blobs: a live display on a terminal, plain lines
+/// otherwise (see `progress::Display::choose`).
+pub(crate) fn transfer_reporter(verbosity: Verbosity, env: Env) -> Arc<Reporter> {
+    let display = crate::progress::Display::choose(
+        std::io::stderr().is_terminal(),
+        env("TERM").as_deref(),
+        env("NO_COLOR").as_deref(),
+        env("COLUMNS").as_deref(),
+    );
+    Arc::new(Reporter::with_display(verbosity, display))
 }
 
 pub(crate) fn verbosity(quiet: bool, verbose: bool) -> Verbosity {
@@ -88,7 +111,44 @@ pub struct Connection {
     pub password_stdin: bool,
 }
 
+/// The network flags push and pull share, as given on the command line.
+pub struct ConnectionFlags<'a> {
+    pub plain_http: bool,
+    pub skip_tls: bool,
+    pub ca_cert: &'a [String],
+    pub timeout: Option<u64>,
+    pub retry_attempts: Option<u32>,
+    pub username: &'a Option<String>,
+    pub password: &'a Option<String>,
+    pub password_stdin: bool,
+}
+
 impl Connection {
+    /// Resolves the flags against `DOCKER_PUSHER_*` variables and defaults.
+    pub fn resolve(flags: ConnectionFlags<'_>, env: Env) -> Result<Connection> {
+        let timeout = cli::number_setting(
+            flags.timeout,
+            env,
+            "DOCKER_PUSHER_TIMEOUT",
+            DEFAULT_TIMEOUT_SECONDS,
+        )?;
+        Ok(Connection {
+            plain_http: flags.plain_http,
+            skip_tls: cli::switch_setting(flags.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
+            ca_certs: flags.ca_cert.to_vec(),
+            timeout: Duration::from_secs(timeout.max(1)),
+            retry_attempts: cli::number_setting(
+                flags.retry_attempts,
+                env,
+                "DOCKER_PUSHER_RETRY_ATTEMPTS",
+                3,
+            )?,
+            username: flags.username.clone(),
+            password: flags.password.clone(),
+            password_stdin: flags.password_stdin,
+        })
+    }
+
     /// Connects to the registry of `target` with credentials from flags, environment or
     /// the docker config.
     pub fn open(

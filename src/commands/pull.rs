@@ -1,14 +1,10 @@
 //! `pull`: a registry image into the cache.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use super::{Connection, DEFAULT_TIMEOUT_SECONDS, parse_target, verbosity};
+use super::{Connection, ConnectionFlags, concurrency, parse_target, transfer_reporter, verbosity};
 use crate::cache::Cache;
 use crate::cli::{self, Env, PullArgs};
 use crate::error::{Error, Result};
 use crate::image::Platform;
-use crate::progress::Reporter;
 use crate::pull::{self, PullOptions};
 use crate::registry::transport::RetryPolicy;
 
@@ -16,7 +12,7 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 3;
 
 pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
     let verbose = cli::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
-    let reporter = Arc::new(Reporter::new(verbosity(args.quiet, verbose)));
+    let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
     let image = match (&args.image, &args.image_positional) {
         (Some(_), Some(_)) => {
             return Err(Error::usage(
@@ -36,38 +32,25 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
     }
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
     let (reference, plain_http) = parse_target(&image, args.insecure)?;
-    let retry_attempts =
-        cli::number_setting(args.retry_attempts, env, "DOCKER_PUSHER_RETRY_ATTEMPTS", 3)?;
-    let connection = Connection {
-        plain_http,
-        skip_tls: cli::switch_setting(args.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
-        ca_certs: args.ca_cert.clone(),
-        timeout: Duration::from_secs(
-            cli::number_setting(
-                args.timeout,
-                env,
-                "DOCKER_PUSHER_TIMEOUT",
-                DEFAULT_TIMEOUT_SECONDS,
-            )?
-            .max(1),
-        ),
-        retry_attempts,
-        username: args.username.clone(),
-        password: args.password.clone(),
-        password_stdin: args.password_stdin,
-    };
+    let connection = Connection::resolve(
+        ConnectionFlags {
+            plain_http,
+            skip_tls: args.skip_tls,
+            ca_cert: &args.ca_cert,
+            timeout: args.timeout,
+            retry_attempts: args.retry_attempts,
+            username: &args.username,
+            password: &args.password,
+            password_stdin: args.password_stdin,
+        },
+        env,
+    )?;
     let options = PullOptions {
         platform,
         all_platforms: args.all_platforms,
-        max_concurrent: cli::number_setting(
-            args.max_concurrent,
-            env,
-            "DOCKER_PUSHER_MAX_CONCURRENT",
-            DEFAULT_MAX_CONCURRENT,
-        )?
-        .max(1),
+        concurrency: concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_MAX_CONCURRENT)?,
         retry: RetryPolicy {
-            attempts: retry_attempts,
+            attempts: connection.retry_attempts,
             ..RetryPolicy::default()
         },
     };

@@ -158,6 +158,22 @@ impl Authenticator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The password, its Basic header and every token held: what must never be written
+    /// to disk or printed.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Some(c) = &self.credentials {
+            secrets.push(c.password.expose().to_string());
+        }
+        if let Some(basic) = self.basic_header() {
+            secrets.push(basic.trim_start_matches("Basic ").to_string());
+        }
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        secrets.extend(tokens.values().map(|t| t.value.clone()));
+        secrets.retain(|s| !s.is_empty());
+        secrets
+    }
+
     pub fn set_challenge(&self, challenge: Option<Challenge>) {
         *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge;
     }

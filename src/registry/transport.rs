@@ -278,6 +278,12 @@ impl Transport {
         self.auth.tokens_fetched()
     }
 
+    /// Every credential this transport holds (password, Basic header, tokens), so
+    /// anything about to be written to disk can be checked against them.
+    pub fn secrets(&self) -> Vec<String> {
+        self.auth.secrets()
+    }
+
     pub fn log(&self, message: &str) {
         (self.log)(message)
     }
@@ -579,6 +585,10 @@ impl Transport {
             .hint("check the repository name; some registries need the repository created first"),
             429 => Error::registry(format!("{what}: rate limited ({detail})"))
                 .hint("wait and try again"),
+            400 if code.as_deref() == Some("DIGEST_INVALID") => Error::input(format!(
+                "{what}: the content does not match its digest ({detail})"
+            ))
+            .hint("the archive or cache is damaged; save or copy it again"),
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         }
     }
@@ -612,7 +622,8 @@ fn redirect_target(response: &Response) -> Option<String> {
     }
 }
 
-fn retry_after(response: &Response) -> Option<Duration> {
+/// How long the registry asked us to wait (`Retry-After` in seconds).
+pub fn retry_after(response: &Response) -> Option<Duration> {
     response
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -659,6 +670,11 @@ fn looks_like_plain_http(error: &Error) -> bool {
 pub fn network_error(err: ureq::Error, url: &str) -> Error {
     let host = auth::host_of(url).to_string();
     if let ureq::Error::Io(io) = &err
+        && crate::interrupt::Stopped::is(io)
+    {
+        return Error::interrupted("stopped by a signal");
+    }
+    if let ureq::Error::Io(io) = &err
         && let Some(mismatch) = crate::digest::find_mismatch(io)
     {
         return Error::input(format!("source blob is corrupt: {mismatch}"))
@@ -682,6 +698,10 @@ pub fn network_error(err: ureq::Error, url: &str) -> Error {
         }
         ureq::Error::Rustls(tls) => tls_error(&host, &tls.to_string()),
         ureq::Error::Tls(what) => tls_error(&host, what),
+        ureq::Error::Io(io) if is_lookup_failure(&io) => {
+            Error::network(format!("cannot resolve host {host}"))
+                .hint("check the registry name and your DNS settings")
+        }
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
             Error::network(format!("{host} refused the connection"))
                 .hint("check the address and port, and that the registry is running")
@@ -696,6 +716,15 @@ pub fn network_error(err: ureq::Error, url: &str) -> Error {
             .hint("the link dropped; run the same command again to resume"),
         other => Error::network(format!("request to {host} failed: {other}")),
     }
+}
+
+/// Name resolution failures reach us as plain I/O errors with the resolver's text.
+fn is_lookup_failure(io: &io::Error) -> bool {
+    let text = io.to_string().to_ascii_lowercase();
+    text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+        || text.contains("no address associated")
+        || text.contains("temporary failure in name resolution")
 }
 
 fn tls_error(host: &str, what: &str) -> Error {

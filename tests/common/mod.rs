@@ -19,11 +19,15 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod faults;
 pub mod pki;
+pub mod pusher;
 pub mod registry;
 pub mod token;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
+pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};
+pub use pusher::{Pusher, Run, send_signal, verify_image};
 pub use registry::{Auth, RegistryOptions, TestRegistry};
 pub use token::{Grant, TokenOptions, TokenRequest, TokenServer, Who, same_scope};
 

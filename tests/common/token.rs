@@ -107,6 +107,11 @@ pub struct TokenOptions {
     pub grants: Vec<Grant>,
     /// How long the registry accepts a token after issue (see module docs).
     pub lifetime: Duration,
+    /// The `expires_in` announced to clients, when it should differ from
+    /// `lifetime`: a longer one makes a client hold on to a token the
+    /// registry already refuses (revocation, clock skew), so the 401 path
+    /// is exercised instead of proactive renewal.
+    pub advertised_lifetime: Option<Duration>,
     /// JWT `iss`; must match the registry's `auth.token.issuer`.
     pub issuer: String,
     /// JWT `aud`; must match the registry's `auth.token.service`.
@@ -119,6 +124,7 @@ impl Default for TokenOptions {
             users: Vec::new(),
             grants: Vec::new(),
             lifetime: Duration::from_secs(300),
+            advertised_lifetime: None,
             issuer: "docker-image-pusher-test-issuer".to_string(),
             service: "docker-image-pusher-test-registry".to_string(),
         }
@@ -142,6 +148,11 @@ impl TokenOptions {
 
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
+        self
+    }
+
+    pub fn advertised_lifetime(mut self, lifetime: Duration) -> Self {
+        self.advertised_lifetime = Some(lifetime);
         self
     }
 }
@@ -520,7 +531,7 @@ fn decide(
     let body = serde_json::json!({
         "token": token,
         "access_token": token,
-        "expires_in": ceil_secs(opts.lifetime),
+        "expires_in": ceil_secs(opts.advertised_lifetime.unwrap_or(opts.lifetime)),
         "issued_at": rfc3339(now.as_secs()),
     });
     (200, vec![], body.to_string())
