@@ -17,6 +17,13 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 
+# Not part of `test`: needs root for network namespaces and takes about half an hour.
+bench:
+	scripts/ensure-deps.sh bench
+	$(CARGO) build --release --bin docker-image-pusher --example bench-image --example link-proxy --example startup-probe
+	$(MAKE) static
+	bench/run.sh
+
 # Each fuzz target for FUZZ_SECONDS seconds (default 60): make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -21,6 +21,7 @@ if [ "$purpose" = bench ]; then
   have tc || need+=(iproute2)
   [ -x /usr/bin/time ] || need+=(time)
   have gzip || need+=(gzip)
+  have strip || need+=(binutils)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
