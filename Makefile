@@ -46,10 +46,3 @@ static:
 	cp target/$(STATIC_TARGET)/release/docker-image-pusher dist/docker-image-pusher
 	file dist/docker-image-pusher
 	ls -l dist/docker-image-pusher
-
-# Compression benchmarks (issue 7): compressor throughput and the emulated slow link.
-# Standalone until `make bench` lands; see docs/compression.md. Needs root (tc, unshare).
-.PHONY: bench-compression
-bench-compression:
-	$(CARGO) build --release
-	bench/compression.sh

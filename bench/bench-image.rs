@@ -1,13 +1,15 @@
 //! Writes a benchmark image archive in the Docker 25+ `docker save` layout (an OCI layout
 //! plus `manifest.json`), streaming to disk so a 4 GiB layer never sits in memory:
 //!
-//! `bench-image OUT.tar NAME:TAG [--blobs DIR] SIZE...`
+//! `bench-image OUT.tar NAME:TAG [--blobs DIR] [--compressible] SIZE...`
 //!
 //! Each SIZE (bytes; K, M, G suffixes are binary) becomes one uncompressed layer of exactly
 //! that size (a multiple of 512, at least 2048), holding one file of pseudo-random bytes.
 //! The bytes are incompressible, so no client gains by compressing, and deterministic
 //! (seeded by the image name and the layer's position), so every run pushes the same
-//! digests. With `--blobs DIR`, every blob is also written to `DIR/<hex digest>`, the OCI
+//! digests. With `--compressible` the file is text instead (lines of words and numbers
+//! drawn from the same generator), which gzip shrinks to about a third, like the files of
+//! real layers: what the compression rows push. With `--blobs DIR`, every blob is also written to `DIR/<hex digest>`, the OCI
 //! manifest to `DIR/manifest.json` and one `digest size` line per blob to `DIR/list`: what
 //! the curl ceiling uploads.
 
@@ -37,8 +39,11 @@ fn run() -> Result<(), String> {
     };
     let mut blobs_dir = None;
     let mut sizes = Vec::new();
+    let mut content = Content::Random;
     while let Some(arg) = args.next() {
-        if arg == "--blobs" {
+        if arg == "--compressible" {
+            content = Content::Text;
+        } else if arg == "--blobs" {
             blobs_dir = Some(PathBuf::from(
                 args.next().ok_or("--blobs needs a directory")?,
             ));
@@ -50,8 +55,22 @@ fn run() -> Result<(), String> {
         return Err("name at least one layer size".into());
     }
     let (repo, tag) = name.rsplit_once(':').unwrap_or((&name, "latest"));
-    write_image(Path::new(&out), repo, tag, &sizes, blobs_dir.as_deref())
-        .map_err(|e| format!("writing {out}: {e}"))
+    write_image(
+        Path::new(&out),
+        repo,
+        tag,
+        &sizes,
+        content,
+        blobs_dir.as_deref(),
+    )
+    .map_err(|e| format!("writing {out}: {e}"))
+}
+
+/// What the layers' files hold.
+#[derive(Clone, Copy)]
+enum Content {
+    Random,
+    Text,
 }
 
 fn parse_layer_size(text: &str) -> Result<u64, String> {
@@ -79,6 +98,7 @@ fn write_image(
     repo: &str,
     tag: &str,
     sizes: &[u64],
+    content: Content,
     blobs_dir: Option<&Path>,
 ) -> io::Result<()> {
     if let Some(dir) = blobs_dir {
@@ -88,7 +108,7 @@ fn write_image(
     let mut layers = Vec::new();
     for (index, &size) in sizes.iter().enumerate() {
         let seed = seed_for(repo, tag, index);
-        let digest = write_layer(&mut archive, size, seed, index, blobs_dir)?;
+        let digest = write_layer(&mut archive, size, seed, index, content, blobs_dir)?;
         layers.push((digest, size));
     }
 
@@ -173,6 +193,7 @@ fn write_layer(
     size: u64,
     seed: u64,
     index: usize,
+    content: Content,
     blobs_dir: Option<&Path>,
 ) -> io::Result<Digest> {
     let header_at = archive.stream_position()?;
@@ -204,7 +225,10 @@ fn write_layer(
     let mut left = payload;
     while left > 0 {
         let n = left.min(BUFFER as u64) as usize;
-        random.fill(&mut buffer[..n]);
+        match content {
+            Content::Random => random.fill(&mut buffer[..n]),
+            Content::Text => random.fill_text(&mut buffer[..n]),
+        }
         emit(&buffer[..n])?;
         left -= n as u64;
     }
@@ -252,6 +276,38 @@ fn seed_for(repo: &str, tag: &str, index: usize) -> u64 {
 struct XorShift(u64);
 
 impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Lines of words and numbers: text that compresses about as well as real layers.
+    fn fill_text(&mut self, buffer: &mut [u8]) {
+        const WORDS: [&str; 32] = [
+            "the", "image", "layer", "registry", "push", "config", "manifest", "digest", "blob",
+            "upload", "chunk", "session", "token", "archive", "index", "platform", "linux",
+            "amd64", "arm64", "library", "binary", "shared", "object", "symbol", "section",
+            "header", "offset", "length", "value", "error", "return", "result",
+        ];
+        let mut at = 0;
+        while at < buffer.len() {
+            let x = self.next();
+            let line = format!(
+                "{} {} {}={:x} {}\n",
+                WORDS[(x & 31) as usize],
+                WORDS[((x >> 5) & 31) as usize],
+                WORDS[((x >> 10) & 31) as usize],
+                (x >> 16) & 0xffff,
+                (x >> 32) % 100_000
+            );
+            let n = line.len().min(buffer.len() - at);
+            buffer[at..at + n].copy_from_slice(&line.as_bytes()[..n]);
+            at += n;
+        }
+    }
+
     fn fill(&mut self, buffer: &mut [u8]) {
         for word in buffer.chunks_mut(8) {
             self.0 ^= self.0 << 13;

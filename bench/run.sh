@@ -8,7 +8,9 @@
 # BENCH_CONCURRENCY (default "1 2 4 8"), BENCH_CEILING_JOBS (default: the largest concurrency),
 # BENCH_REPEAT (rounds per profile; default 3 on loopback, 2 at 1 Gbit/s, else 1),
 # BENCH_STARTUP_RUNS (default 20), BENCH_WORK (default target/bench), BENCH_STORAGE (registry
-# storage; default a directory in /dev/shm when it has room, so the disk is not what is measured).
+# storage; default a directory in /dev/shm when it has room, so the disk is not what is measured),
+# BENCH_SETS (default "transfer compression": the concurrency rows, the --compress rows),
+# BENCH_COMPRESS_THREADS (default "1 2 <CPUs>": --compress-threads of the loopback rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
@@ -20,6 +22,9 @@ concurrency=${BENCH_CONCURRENCY:-"1 2 4 8"}
 # The ceiling runs as many transfers at once as the highest fixed concurrency measured.
 ceiling_jobs=${BENCH_CEILING_JOBS:-$(tr ' ' '\n' <<<"$concurrency" | sort -n | tail -1)}
 startup_runs=${BENCH_STARTUP_RUNS:-20}
+sets=${BENCH_SETS:-"transfer compression"}
+compress_threads=${BENCH_COMPRESS_THREADS:-$(printf '%s\n' 1 2 "$(nproc)" | sort -nu | tr '\n' ' ')}
+has_set() { [[ " $sets " == *" $1 "* ]]; }
 results_dir=$repo_root/bench/results
 storage=${BENCH_STORAGE:-}
 if [ -z "$storage" ]; then
@@ -60,6 +65,8 @@ image_layers() {
     small40) small_layers $((512 << 10)) ;;
     small40m) small_layers $((64 << 10)) ;;
     small40s) small_layers $((16 << 10)) ;;
+    text256m) echo "256M" ;;
+    text64m) echo "16M 16M 16M 16M" ;;
     *) echo "unknown image $1" >&2; return 1 ;;
   esac
 }
@@ -92,8 +99,11 @@ ensure_image() {
   log "generating image $name ($(image_label "$name"))"
   rm -rf "$work/images/$name.tar" "$work/images/$name.blobs" "$work/images/$name.done"
   # shellcheck disable=SC2046
+  local content=()
+  # text* images hold compressible text: what the --compress rows push.
+  [[ $name != text* ]] || content=(--compressible)
   "$examples/bench-image" "$work/images/$name.tar" "bench/$name:1" \
-    --blobs "$work/images/$name.blobs" $(image_layers "$name") >&2
+    --blobs "$work/images/$name.blobs" "${content[@]}" $(image_layers "$name") >&2
   echo "$spec" >"$work/images/$name.done"
 }
 
@@ -109,6 +119,17 @@ profile() {
     20mbit) p_title="20 Mbit/s, 150 ms RTT, resets"; p_rate=20mbit; p_rtt=150; p_cut=$((64 << 20)); p_images="big64m small40s"; p_repeat=1 ;;
     *) echo "unknown profile $1" >&2; return 1 ;;
   esac
+  # The --compress rows: compressor throughput where the network is not the limit
+  # (loopback: a compressible image, on 1, 2 and all cores, against the gzip command and
+  # skopeo), and whole pushes of a compressible and an incompressible image on slow links.
+  case $1 in
+    loopback) p_compress_images="text256m" ;;
+    100mbit) p_compress_images="text256m big256m" ;;
+    20mbit) p_compress_images="text64m big64m" ;;
+    *) p_compress_images="" ;;
+  esac
+  has_set compression || p_compress_images=""
+  has_set transfer || p_images=""
   p_repeat=${BENCH_REPEAT:-$p_repeat}
 }
 rate_mbit() { # tc rate -> Mbit/s for the proxy's own pacing
@@ -325,6 +346,63 @@ push_all_ways() {
   done
 }
 
+# The compressor alone, as a baseline row: the gzip command on the image's largest layer
+# (one thread; the loopback image has one layer), timed like a push, with no registry.
+measure_command() { # profile image round label command...
+  local profile_name=$1 image=$2 round=$3 label=$4
+  shift 4
+  log "$p_title | $(image_label "$image") | $label | run $round of $p_repeat"
+  local id="$profile_name-$image-${label// /_}-$round" status=ok
+  if ! /usr/bin/time -v -o "$work/run/time.txt" "$@" >"$logs/$id.log" 2>&1; then
+    status="failed (exit $(sed -n 's/.*Exit status: //p' "$work/run/time.txt"))"
+  fi
+  local wall cpu rss
+  wall=$(seconds_of "$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/run/time.txt")")
+  cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$work/run/time.txt")
+  rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/run/time.txt")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p_title" "$(image_label "$image")" \
+    "$(layer_bytes "$image")" "$label" "$status" "$wall" "$cpu" "$rss" "" >>"$runs"
+}
+
+# The --compress rows for one image: skopeo (which gzips on one or more cores), the pusher
+# with --compress none, gzip and zstd (on loopback with each thread count, elsewhere on all
+# cores) and auto; on loopback also the gzip command on the largest layer.
+compress_all_ways() {
+  local name=$1 image=$2 archive=$work/images/$2.tar round threads algorithm
+  local target=$endpoint/bench/$image:1
+  local layer
+  layer=$(ls -S "$work/images/$image.blobs" | head -1)
+  for round in $(seq "$p_repeat"); do
+    if [ "$name" = loopback ]; then
+      mkdir -p "$work/run"
+      measure_command "$name" "$image" "$round" "gzip -6 command, 1 thread" \
+        sh -c "gzip -6 -c '$work/images/$image.blobs/$layer' >/dev/null"
+    fi
+    measure "$name" "$image" "$round" "skopeo" "${client[@]}" skopeo copy -q --retry-times 3 \
+      --dest-tls-verify=false "docker-archive:$archive" "docker://$target"
+    measure "$name" "$image" "$round" "pusher --compress none" "${client[@]}" "$bin" push \
+      --source "$archive" --target "http://$target" --compress none
+    for algorithm in gzip zstd; do
+      if [ "$name" = loopback ]; then
+        for threads in $compress_threads; do
+          measure "$name" "$image" "$round" "pusher --compress $algorithm, $threads thread$([ "$threads" = 1 ] || echo s)" \
+            "${client[@]}" "$bin" push --source "$archive" --target "http://$target" \
+            --compress $algorithm --compress-threads "$threads"
+        done
+      else
+        measure "$name" "$image" "$round" "pusher --compress $algorithm" "${client[@]}" "$bin" push \
+          --source "$archive" --target "http://$target" --compress $algorithm
+      fi
+    done
+    if [ "$name" != loopback ]; then
+      # A fresh cache each time: auto measures the link (or remembers it) as a first push would.
+      measure "$name" "$image" "$round" "pusher --compress auto" "${client[@]}" env \
+        DOCKER_PUSHER_CACHE_DIR="$work/run/auto-cache" "$bin" push --source "$archive" \
+        --target "http://$target" --compress auto
+    fi
+  done
+}
+
 # ---------------------------------------------------------------------------------------
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -335,7 +413,7 @@ fi
 
 for name in $profiles; do
   profile "$name"
-  for image in $p_images; do ensure_image "$image"; done
+  for image in $p_images $p_compress_images; do ensure_image "$image"; done
 done
 setup_network
 registry_port=$(free_port)
@@ -344,6 +422,7 @@ for name in $profiles; do
   profile "$name"
   start_link "$name"
   for image in $p_images; do push_all_ways "$name" "$image"; done
+  for image in $p_compress_images; do compress_all_ways "$name" "$image"; done
 done
 stop_proxy
 
