@@ -366,10 +366,12 @@ measure_command() { # profile image round label command...
 
 # The --compress rows for one image: skopeo (which gzips on one or more cores), the pusher
 # with --compress none, gzip and zstd (on loopback with each thread count, elsewhere on all
-# cores) and auto; on loopback also the gzip command on the largest layer.
+# cores) and auto; on loopback also the gzip command on the largest layer. The pusher runs
+# 4 layers at once, as skopeo does several.
 compress_all_ways() {
   local name=$1 image=$2 archive=$work/images/$2.tar round threads algorithm
   local target=$endpoint/bench/$image:1
+  local push=("$bin" push --max-concurrent 4)
   local layer
   layer=$(ls -S "$work/images/$image.blobs" | head -1)
   for round in $(seq "$p_repeat"); do
@@ -380,24 +382,24 @@ compress_all_ways() {
     fi
     measure "$name" "$image" "$round" "skopeo" "${client[@]}" skopeo copy -q --retry-times 3 \
       --dest-tls-verify=false "docker-archive:$archive" "docker://$target"
-    measure "$name" "$image" "$round" "pusher --compress none" "${client[@]}" "$bin" push \
+    measure "$name" "$image" "$round" "pusher --compress none" "${client[@]}" "${push[@]}" \
       --source "$archive" --target "http://$target" --compress none
     for algorithm in gzip zstd; do
       if [ "$name" = loopback ]; then
         for threads in $compress_threads; do
           measure "$name" "$image" "$round" "pusher --compress $algorithm, $threads thread$([ "$threads" = 1 ] || echo s)" \
-            "${client[@]}" "$bin" push --source "$archive" --target "http://$target" \
+            "${client[@]}" "${push[@]}" --source "$archive" --target "http://$target" \
             --compress $algorithm --compress-threads "$threads"
         done
       else
-        measure "$name" "$image" "$round" "pusher --compress $algorithm" "${client[@]}" "$bin" push \
+        measure "$name" "$image" "$round" "pusher --compress $algorithm" "${client[@]}" "${push[@]}" \
           --source "$archive" --target "http://$target" --compress $algorithm
       fi
     done
     if [ "$name" != loopback ]; then
       # A fresh cache each time: auto measures the link (or remembers it) as a first push would.
       measure "$name" "$image" "$round" "pusher --compress auto" "${client[@]}" env \
-        DOCKER_PUSHER_CACHE_DIR="$work/run/auto-cache" "$bin" push --source "$archive" \
+        DOCKER_PUSHER_CACHE_DIR="$work/run/auto-cache" "${push[@]}" --source "$archive" \
         --target "http://$target" --compress auto
     fi
   done

@@ -49,7 +49,11 @@ use crate::upload::{
 
 /// Layers up to this size (and the chunk size) are compressed whole in memory before
 /// their upload: no more memory than a chunk in flight.
-pub const IN_MEMORY: u64 = 32 << 20;
+pub const IN_MEMORY: u64 = 16 << 20;
+/// The largest chunk of a compressed stream (unless the registry demands larger ones):
+/// two are in memory per layer (one sent, one filled), so this bounds what compressing
+/// costs in memory however large `--chunk-size` is.
+pub const MAX_STREAM_CHUNK: u64 = 16 << 20;
 
 pub struct LayerCompression<'a> {
     pub repository: &'a Repository,
@@ -430,7 +434,7 @@ impl LayerCompression<'_> {
         let sent = Arc::new(AtomicU64::new(0));
         let mut resumes = 0u32;
         let mut failures = 0u32;
-        let chunk_size = rules.chunk_size.clamp(1, usize::MAX as u64) as usize;
+        let chunk_size = stream_chunk_size(rules, session.chunk_min_length);
         self.remember_stream(layer, &session, offset, &table);
         std::thread::scope(|scope| {
             let mut chunks = self.produce(scope, layer, table.clone(), offset, chunk_size);
@@ -705,6 +709,17 @@ impl LayerCompression<'_> {
     }
 }
 
+/// The chunk size of a compressed stream: the registry's rules, at most
+/// [`MAX_STREAM_CHUNK`] unless the registry asks for larger chunks.
+fn stream_chunk_size(rules: &UploadRules, chunk_min_length: Option<u64>) -> usize {
+    let size = rules
+        .chunk_size
+        .min(MAX_STREAM_CHUNK)
+        .max(chunk_min_length.unwrap_or(0))
+        .max(1);
+    size.min(usize::MAX as u64) as usize
+}
+
 /// What to send after the registry said it holds `held` bytes, `chunk` being the chunk in
 /// memory.
 enum Step {
@@ -868,6 +883,22 @@ mod tests {
             digest: last.then(|| Digest::of(b"stream")),
             consumed: 0,
         }
+    }
+
+    #[test]
+    fn stream_chunks_stay_small_unless_the_registry_wants_them_large() {
+        let rules = |chunk_size| UploadRules {
+            chunk_size,
+            allow_patch: true,
+            last_chunk_in_put: false,
+            trust_range: true,
+        };
+        assert_eq!(stream_chunk_size(&rules(32 << 20), None), 16 << 20);
+        assert_eq!(stream_chunk_size(&rules(4 << 20), None), 4 << 20);
+        assert_eq!(
+            stream_chunk_size(&rules(32 << 20), Some(24 << 20)),
+            24 << 20
+        );
     }
 
     #[test]

@@ -119,8 +119,9 @@ pub struct Frame {
 type Pending = (u64, u64, Receiver<io::Result<Vec<u8>>>);
 
 /// The frames of a layer in order, from a given block on, with a bounded number of blocks
-/// in the pool at once: memory stays at `lookahead` blocks and their frames, and while the
-/// caller is busy with one frame the pool works on the next ones.
+/// in the pool at once (one per thread, and one more so a thread never waits for the
+/// reader): memory stays at those blocks and their frames, and while the caller is busy
+/// with one frame the pool works on the next ones.
 pub struct FrameStream {
     compressor: Compressor,
     recipe: Recipe,
@@ -155,7 +156,7 @@ impl FrameStream {
             next_block: first,
             blocks: recipe.blocks(layer.size),
             pending: VecDeque::new(),
-            lookahead: (2 * compressor.threads()).max(2),
+            lookahead: compressor.threads() + 1,
             verify: (first == 0).then(|| (layer.digest.clone(), Hasher::new())),
             failed: false,
         }
