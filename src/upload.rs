@@ -342,10 +342,13 @@ impl Uploader<'_> {
             }
             self.pause(self.options.retry.delay(failures - 1, retry_after));
             if rules.allow_patch && rules::switch_to_chunked(status) {
-                self.progress.note(&format!(
-                    "blob {}: switching to chunked upload",
-                    blob.digest.short()
-                ));
+                // A blob within one chunk is still one request; only say so when it changes.
+                if blob.size > rules.chunk_size {
+                    self.progress.note(&format!(
+                        "blob {}: switching to chunked upload",
+                        blob.digest.short()
+                    ));
+                }
                 let (resumed, offset) = self.resume_point(&session, rules)?;
                 transfer.restart_if_lost(&session, &resumed, offset);
                 self.remember(blob, &resumed, offset);
@@ -372,12 +375,12 @@ impl Uploader<'_> {
         session: &Session,
         rules: &UploadRules,
     ) -> Result<(Session, u64)> {
-        if rules.trust_range
-            && let Some((session, offset)) = self.repository.upload_status(session)?
-        {
+        if !rules.trust_range {
+            // The session may live on; free what it holds before starting over.
+            self.repository.cancel_upload(session);
+        } else if let Some((session, offset)) = self.repository.upload_status(session)? {
             return Ok((session, offset));
         }
-        self.repository.cancel_upload(session);
         Ok((self.new_session()?, 0))
     }
 

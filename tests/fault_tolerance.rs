@@ -59,6 +59,10 @@ impl Setup {
     fn pusher(&self, repository: &str, extra: &[&str]) -> Pusher {
         let target = format!("http://{}/{repository}:1", self.proxy.host());
         let mut args = vec![
+            // One upload at a time: faults then hit the request the test aimed at, and
+            // the bytes each fault costs can be counted exactly.
+            "--max-concurrent",
+            "1",
             "--json",
             "-v",
             "--chunk-size",

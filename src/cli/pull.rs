@@ -61,11 +61,11 @@ pub struct PullArgs {
     #[argh(switch)]
     pub json: bool,
 
-    /// how many blobs to download at once (default 3); with --enable-dynamic-concurrency the most the controller may use (default 8)
+    /// exactly this many blobs download at once (fixed mode); by default the tool adapts it to the link, up to 8, and with --enable-dynamic-concurrency this is that upper bound
     #[argh(option)]
     pub max_concurrent: Option<usize>,
 
-    /// let the tool adjust how many blobs download at once while it measures the link
+    /// adapt how many blobs download at once to the measured link (the default unless --max-concurrent is given alone)
     #[argh(switch)]
     pub enable_dynamic_concurrency: bool,
 

@@ -64,11 +64,11 @@ pub struct PushArgs {
     #[argh(switch)]
     pub json: bool,
 
-    /// how many blobs to upload at once (default 1); with --enable-dynamic-concurrency the most the controller may use (default 8)
+    /// exactly this many blobs upload at once (fixed mode); by default the tool adapts it to the link, up to 8, and with --enable-dynamic-concurrency this is that upper bound
     #[argh(option)]
     pub max_concurrent: Option<usize>,
 
-    /// let the tool adjust how many blobs upload at once while it measures the link, between --min-concurrent and --max-concurrent
+    /// adapt how many blobs upload at once to the measured link (the default unless --max-concurrent is given alone)
     #[argh(switch)]
     pub enable_dynamic_concurrency: bool,
 

@@ -11,7 +11,7 @@ use crate::transfer::Concurrency;
 /// (`--enable-dynamic-concurrency`). When true, it is on unless `--max-concurrent` (or
 /// `DOCKER_PUSHER_MAX_CONCURRENT`) is given without `--enable-dynamic-concurrency`, or
 /// `DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY=false`.
-pub const DYNAMIC_BY_DEFAULT: bool = false;
+pub const DYNAMIC_BY_DEFAULT: bool = true;
 
 /// The concurrency flags as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -134,19 +134,26 @@ mod tests {
     }
 
     #[test]
-    fn fixed_concurrency_by_default() {
+    fn dynamic_by_default_and_fixed_when_max_concurrent_is_given() {
         let resolved = concurrency(&args(&[]), &no_env).unwrap();
         assert_eq!(
             resolved,
-            Concurrency {
-                max: DEFAULT_FIXED,
-                dynamic: if DYNAMIC_BY_DEFAULT {
-                    Some(Tuning::new(1, 8, 2.0, None))
-                } else {
-                    None
-                },
-                class_caps: ClassCaps::default(),
+            if DYNAMIC_BY_DEFAULT {
+                Concurrency {
+                    max: monitor::DEFAULT_MAX,
+                    dynamic: Some(Tuning::new(1, monitor::DEFAULT_MAX, 2.0, None)),
+                    class_caps: ClassCaps::default(),
+                }
+            } else {
+                Concurrency::fixed(DEFAULT_FIXED)
             }
+        );
+        let off = |name: &str| {
+            (name == "DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY").then(|| "false".to_string())
+        };
+        assert_eq!(
+            concurrency(&args(&[]), &off).unwrap(),
+            Concurrency::fixed(DEFAULT_FIXED)
         );
         let fixed = concurrency(&args(&["--max-concurrent", "4"]), &no_env).unwrap();
         assert_eq!((fixed.max, fixed.dynamic), (4, None));
@@ -201,7 +208,7 @@ mod tests {
     #[test]
     fn inconsistent_settings_are_usage_errors() {
         for bad in [
-            &["--min-concurrent", "2"][..],
+            &["--max-concurrent", "2", "--min-concurrent", "1"][..],
             &["--enable-dynamic-concurrency", "--min-concurrent", "9"],
             &["--enable-dynamic-concurrency", "--speed-threshold", "0"],
             &[
