@@ -32,6 +32,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cache::Cache;
 use crate::cache::variants::Variant;
 use crate::compress::manifest::Compressed;
+use crate::compress::stream::SharedBytes;
 use crate::compress::{
     CompressedReader, Compressor, FrameStream, Frames, MemoryBlob, Recipe, RecompressingSource,
     is_already_compressed,
@@ -205,7 +206,7 @@ impl LayerCompression<'_> {
         self.record(&variant);
         let memory = MemoryBlob {
             blob: self.compressed_blob(&variant),
-            bytes,
+            bytes: Arc::new(bytes),
         };
         self.progress
             .scale(layer.size as f64 / variant.size.max(1) as f64);
@@ -824,21 +825,6 @@ fn body<'a>(
             sent.clone(),
             None,
         )))
-    }
-}
-
-struct SharedBytes {
-    bytes: Arc<Vec<u8>>,
-    position: usize,
-}
-
-impl Read for SharedBytes {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let rest = &self.bytes[self.position..];
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.position += n;
-        Ok(n)
     }
 }
 

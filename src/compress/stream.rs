@@ -354,10 +354,11 @@ impl BlobSource for RecompressingSource<'_> {
     }
 }
 
-/// A blob held in memory (a small layer compressed whole before its upload).
+/// A blob held in memory (a small layer compressed whole before its upload). Readers share
+/// the bytes: a retried request does not copy them again.
 pub struct MemoryBlob {
     pub blob: Blob,
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<Vec<u8>>,
 }
 
 impl BlobSource for MemoryBlob {
@@ -368,8 +369,26 @@ impl BlobSource for MemoryBlob {
                 blob.digest
             )));
         }
-        let start = (offset as usize).min(self.bytes.len());
-        Ok(Box::new(io::Cursor::new(self.bytes[start..].to_vec())))
+        Ok(Box::new(SharedBytes {
+            bytes: self.bytes.clone(),
+            position: (offset as usize).min(self.bytes.len()),
+        }))
+    }
+}
+
+/// Reads shared bytes from a position.
+pub struct SharedBytes {
+    pub bytes: Arc<Vec<u8>>,
+    pub position: usize,
+}
+
+impl Read for SharedBytes {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.bytes[self.position..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.position += n;
+        Ok(n)
     }
 }
 
