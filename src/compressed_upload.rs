@@ -25,7 +25,6 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -41,11 +40,12 @@ use crate::digest::{Digest, Hasher, find_mismatch};
 use crate::error::{Class, Error, Result};
 use crate::image::{Blob, BlobSource};
 use crate::registry::rules::UploadRules;
-use crate::registry::transport::{self, Body};
+use crate::registry::transport::Body;
 use crate::registry::{ChunkOutcome, Repository, Session};
 use crate::state::{self, SavedSession, StateDir, StreamState};
 use crate::upload::{
-    Counting, Outcome, Progress, UploadOptions, Uploader, is_transient_status, same_session,
+    Commit, Counting, Failure, Outcome, Progress, UploadOptions, Uploader, commit_session,
+    same_session,
 };
 
 /// Layers up to this size (and the chunk size) are compressed whole in memory before
@@ -303,18 +303,6 @@ fn read_error(layer: &Blob, error: io::Error) -> Error {
     crate::upload::source_error(layer, error)
 }
 
-/// What a failed step left to do (as in `upload`).
-struct Failure {
-    reason: String,
-    retry_after: Option<Duration>,
-    in_commit: bool,
-}
-
-enum Commit {
-    Done,
-    Failed(Failure),
-}
-
 impl LayerCompression<'_> {
     /// Remembers the compressed form for later runs; never fails the upload.
     fn record(&self, variant: &Variant) {
@@ -518,27 +506,15 @@ impl LayerCompression<'_> {
                             continue;
                         }
                         Ok(ChunkOutcome::Refused(response)) => {
-                            let status = response.status;
-                            if !is_transient_status(status) && !matches!(status, 404 | 416) {
-                                self.repository.cancel_upload(&session);
-                                self.forget_stream(layer);
-                                return Err(self.repository.transport().status_error(
-                                    response,
-                                    &format!("uploading layer {}", layer.digest.short()),
-                                ));
-                            }
-                            Failure {
-                                reason: format!("HTTP {status}"),
-                                retry_after: transport::retry_after(&response),
-                                in_commit: false,
-                            }
+                            let what = format!("uploading layer {}", layer.digest.short());
+                            Failure::refused(self.repository, response, &what, false).inspect_err(
+                                |_| {
+                                    self.repository.cancel_upload(&session);
+                                    self.forget_stream(layer);
+                                },
+                            )?
                         }
-                        Err(e) if e.class != Class::Network => return Err(e),
-                        Err(e) => Failure {
-                            reason: e.message,
-                            retry_after: None,
-                            in_commit: false,
-                        },
+                        Err(e) => Failure::unanswered(e, false)?,
                     }
                 };
                 failures += 1;
@@ -616,38 +592,8 @@ impl LayerCompression<'_> {
                 length: chunk.bytes.len() as u64,
             }
         };
-        let failure = match self.repository.commit_blob(session, digest, body) {
-            Ok(Ok(())) => return Ok(Commit::Done),
-            Ok(Err(response)) => {
-                if self.repository.check_existing_blob(digest)?.is_some() {
-                    return Ok(Commit::Done);
-                }
-                let status = response.status;
-                if !is_transient_status(status) && !matches!(status, 404 | 416) {
-                    return Err(self.repository.transport().status_error(
-                        response,
-                        &format!("committing compressed blob {}", digest.short()),
-                    ));
-                }
-                Failure {
-                    reason: format!("HTTP {status}"),
-                    retry_after: transport::retry_after(&response),
-                    in_commit: true,
-                }
-            }
-            Err(e) if e.class != Class::Network => return Err(e),
-            Err(e) => {
-                if self.repository.check_existing_blob(digest)?.is_some() {
-                    return Ok(Commit::Done);
-                }
-                Failure {
-                    reason: e.message,
-                    retry_after: None,
-                    in_commit: true,
-                }
-            }
-        };
-        Ok(Commit::Failed(failure))
+        let what = format!("committing compressed blob {}", digest.short());
+        commit_session(self.repository, session, digest, body, &what)
     }
 
     fn finish(

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::digest::{Hasher, VerifyingReader};
+use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Class, Error, Result};
 use crate::image::{Blob, BlobSource};
 use crate::interrupt::{StopSignal, Stopped};
 use crate::registry::rules::{self, UploadRules};
-use crate::registry::transport::{self, Body, RetryPolicy};
+use crate::registry::transport::{self, Body, Response, RetryPolicy};
 use crate::registry::{ChunkOutcome, Initiated, Repository, Session};
 use crate::state::{self, SavedSession, StateDir};
 
@@ -78,16 +78,79 @@ pub struct Uploader<'a> {
 
 /// What a failed step left to do: why it failed, and how long the registry asked us to
 /// wait before trying again.
-struct Failure {
-    reason: String,
-    retry_after: Option<Duration>,
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) retry_after: Option<Duration>,
     /// The closing PUT failed: the registry may still be committing the blob.
-    in_commit: bool,
+    pub(crate) in_commit: bool,
 }
 
-enum Commit {
+impl Failure {
+    /// A refused chunk or commit worth trying again (transient statuses, and 404/416,
+    /// which the caller answers by asking where the session stands), or the error to stop
+    /// with, naming `what` failed.
+    pub(crate) fn refused(
+        repository: &Repository,
+        response: Response,
+        what: &str,
+        in_commit: bool,
+    ) -> Result<Failure> {
+        let status = response.status;
+        if !is_transient_status(status) && !matches!(status, 404 | 416) {
+            return Err(repository.transport().status_error(response, what));
+        }
+        Ok(Failure {
+            reason: format!("HTTP {status}"),
+            retry_after: transport::retry_after(&response),
+            in_commit,
+        })
+    }
+
+    /// A request that got no answer: a network failure is worth trying again; any other
+    /// error (corrupt source, auth, interruption) stops the upload.
+    pub(crate) fn unanswered(error: Error, in_commit: bool) -> Result<Failure> {
+        if error.class != Class::Network {
+            return Err(error);
+        }
+        Ok(Failure {
+            reason: error.message,
+            retry_after: None,
+            in_commit,
+        })
+    }
+}
+
+pub(crate) enum Commit {
     Done,
     Failed(Failure),
+}
+
+/// Closes an upload session with `PUT ?digest=`. A close that failed although the registry
+/// holds the blob (it committed, then the answer was lost) counts as done.
+pub(crate) fn commit_session(
+    repository: &Repository,
+    session: &Session,
+    digest: &Digest,
+    body: Body<'_>,
+    what: &str,
+) -> Result<Commit> {
+    let failure = match repository.commit_blob(session, digest, body) {
+        Ok(Ok(())) => return Ok(Commit::Done),
+        Ok(Err(response)) => {
+            if repository.check_existing_blob(digest)?.is_some() {
+                return Ok(Commit::Done);
+            }
+            Failure::refused(repository, response, what, true)?
+        }
+        Err(error) => {
+            let failure = Failure::unanswered(error, true)?;
+            if repository.check_existing_blob(digest)?.is_some() {
+                return Ok(Commit::Done);
+            }
+            failure
+        }
+    };
+    Ok(Commit::Failed(failure))
 }
 
 impl Uploader<'_> {
@@ -446,26 +509,15 @@ impl Uploader<'_> {
                             };
                             return self.monolithic(blob, fresh, &monolithic_rules, transfer);
                         }
-                        if !is_transient_status(status) && !matches!(status, 404 | 416) {
-                            self.repository.cancel_upload(&session);
-                            self.forget(blob);
-                            return Err(self.repository.transport().status_error(
-                                response,
-                                &format!("uploading blob {}", blob.digest.short()),
-                            ));
-                        }
-                        Failure {
-                            reason: format!("HTTP {status}"),
-                            retry_after: transport::retry_after(&response),
-                            in_commit: false,
-                        }
+                        let what = format!("uploading blob {}", blob.digest.short());
+                        Failure::refused(self.repository, response, &what, false).inspect_err(
+                            |_| {
+                                self.repository.cancel_upload(&session);
+                                self.forget(blob);
+                            },
+                        )?
                     }
-                    Err(e) if e.class != Class::Network => return Err(e),
-                    Err(e) => Failure {
-                        reason: e.message,
-                        retry_after: None,
-                        in_commit: false,
-                    },
+                    Err(e) => Failure::unanswered(e, false)?,
                 }
             };
             failures_without_progress += 1;
@@ -544,39 +596,12 @@ impl Uploader<'_> {
                 length: remaining,
             }
         };
-        let failure = match self.repository.commit_blob(session, &blob.digest, body) {
-            Ok(Ok(())) => return Ok(Commit::Done),
-            Ok(Err(response)) => {
-                if self.repository.check_existing_blob(&blob.digest)?.is_some() {
-                    return Ok(Commit::Done);
-                }
-                let status = response.status;
-                if !is_transient_status(status) && !matches!(status, 404 | 416) {
-                    self.forget(blob);
-                    return Err(self.repository.transport().status_error(
-                        response,
-                        &format!("committing blob {}", blob.digest.short()),
-                    ));
-                }
-                Failure {
-                    reason: format!("HTTP {status}"),
-                    retry_after: transport::retry_after(&response),
-                    in_commit: true,
-                }
+        let what = format!("committing blob {}", blob.digest.short());
+        commit_session(self.repository, session, &blob.digest, body, &what).inspect_err(|e| {
+            if e.class == Class::Registry || e.class == Class::Auth {
+                self.forget(blob);
             }
-            Err(e) if e.class != Class::Network => return Err(e),
-            Err(e) => {
-                if self.repository.check_existing_blob(&blob.digest)?.is_some() {
-                    return Ok(Commit::Done);
-                }
-                Failure {
-                    reason: e.message,
-                    retry_after: None,
-                    in_commit: true,
-                }
-            }
-        };
-        Ok(Commit::Failed(failure))
+        })
     }
 
     /// A body factory for bytes `offset..offset + length` that feeds the running hash. Each
