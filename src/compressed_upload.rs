@@ -180,11 +180,15 @@ impl LayerCompression<'_> {
         self.uploader(&source).upload(&compressed)
     }
 
-    /// Compresses a small layer whole, then uploads it from memory.
-    fn in_memory(&self, layer: &Blob) -> Result<Option<Done>> {
+    /// Compresses a whole layer, handing each frame to `take`. Returns the frame sizes, or
+    /// `None` when the layer turns out to be compressed already.
+    fn compress_whole(
+        &self,
+        layer: &Blob,
+        mut take: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Vec<u64>>> {
         let frames = FrameStream::open(self.compressor, self.recipe, self.source, layer, 0)
             .map_err(|e| read_error(layer, e))?;
-        let mut bytes = Vec::new();
         let mut sizes = Vec::new();
         for frame in frames {
             let frame = match frame {
@@ -193,8 +197,21 @@ impl LayerCompression<'_> {
                 Err(e) => return Err(read_error(layer, e)),
             };
             sizes.push(frame.bytes.len() as u64);
-            bytes.extend_from_slice(&frame.bytes);
+            take(&frame.bytes)?;
         }
+        Ok(Some(sizes))
+    }
+
+    /// Compresses a small layer whole, then uploads it from memory.
+    fn in_memory(&self, layer: &Blob) -> Result<Option<Done>> {
+        let mut bytes = Vec::new();
+        let Some(sizes) = self.compress_whole(layer, |frame| {
+            bytes.extend_from_slice(frame);
+            Ok(())
+        })?
+        else {
+            return Ok(None);
+        };
         self.uploader(self.source).check_stop()?;
         let variant = Variant::new(
             &layer.digest,
@@ -254,20 +271,14 @@ impl LayerCompression<'_> {
     /// For registries that need the digest up front: compress once to learn it, then
     /// upload as a known blob.
     fn two_passes(&self, layer: &Blob) -> Result<Option<Done>> {
-        let frames = FrameStream::open(self.compressor, self.recipe, self.source, layer, 0)
-            .map_err(|e| read_error(layer, e))?;
         let mut hasher = Hasher::new();
-        let mut sizes = Vec::new();
-        for frame in frames {
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) if is_already_compressed(&e) => return Ok(None),
-                Err(e) => return Err(read_error(layer, e)),
-            };
-            sizes.push(frame.bytes.len() as u64);
-            hasher.update(&frame.bytes);
-            self.uploader(self.source).check_stop()?;
-        }
+        let Some(sizes) = self.compress_whole(layer, |frame| {
+            hasher.update(frame);
+            self.uploader(self.source).check_stop()
+        })?
+        else {
+            return Ok(None);
+        };
         let variant = Variant::new(
             &layer.digest,
             layer.size,
@@ -779,18 +790,9 @@ mod tests {
     use super::*;
     use crate::compress::Algorithm;
     use crate::image::media;
+    use crate::test_doubles::OneLayer;
 
-    struct Plain(Vec<u8>);
-
-    impl BlobSource for Plain {
-        fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
-            Ok(Box::new(io::Cursor::new(
-                self.0[offset as usize..].to_vec(),
-            )))
-        }
-    }
-
-    fn chunks_of(source: &Plain, layer: &Blob, from: u64, chunk_size: usize) -> Vec<Chunk> {
+    fn chunks_of(source: &OneLayer, layer: &Blob, from: u64, chunk_size: usize) -> Vec<Chunk> {
         let compressor = Compressor::new(2);
         let reader = CompressedReader::open(
             &compressor,
@@ -857,7 +859,7 @@ mod tests {
         let bytes: Vec<u8> = (0..9_000_000u32)
             .map(|i| (i % 97 + i / 5000) as u8)
             .collect();
-        let source = Plain(bytes.clone());
+        let source = OneLayer(bytes.clone());
         let layer = Blob {
             digest: Digest::of(&bytes),
             size: bytes.len() as u64,
