@@ -348,18 +348,25 @@ mod tests {
 
     #[test]
     fn gate_limits_concurrency_and_can_grow() {
-        let gate = Gate::new(2);
+        let (finished, peak) = run_brief_tasks(4, &Gate::new(2), 12);
+        assert_eq!(finished, 12);
+        assert!(peak <= 2);
+    }
+
+    /// Runs `count` short tasks on `workers` workers; returns how many finished and the
+    /// most that ran at once.
+    fn run_brief_tasks(workers: usize, gate: &Gate, count: u64) -> (usize, usize) {
         let queue = PriorityChannel::new();
-        for i in 0..12 {
+        for i in 0..count {
             queue.send(i, i);
         }
         let running = AtomicUsize::new(0);
         let peak = AtomicUsize::new(0);
         let results = run_pool(
-            4,
-            &gate,
+            workers,
+            gate,
             &queue,
-            &|_task| {
+            &|_| {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(5));
@@ -367,8 +374,7 @@ mod tests {
             },
             &|_| false,
         );
-        assert_eq!(results.len(), 12);
-        assert!(peak.load(Ordering::SeqCst) <= 2);
+        (results.len(), peak.into_inner())
     }
 
     #[test]
@@ -426,26 +432,9 @@ mod tests {
                 large: None,
             },
         );
-        let queue = PriorityChannel::new();
-        for i in 0..10u64 {
-            queue.send(i, i);
-        }
-        let running = AtomicUsize::new(0);
-        let peak = AtomicUsize::new(0);
-        let results = run_pool(
-            8,
-            &gate,
-            &queue,
-            &|_| {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(5));
-                running.fetch_sub(1, Ordering::SeqCst);
-            },
-            &|_| false,
-        );
-        assert_eq!(results.len(), 10);
-        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        let (finished, peak) = run_brief_tasks(8, &gate, 10);
+        assert_eq!(finished, 10);
+        assert_eq!(peak, 2);
     }
 
     #[test]
