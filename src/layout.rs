@@ -284,30 +284,7 @@ fn merge(parts: impl Iterator<Item = Artifact>) -> Artifact {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct MemoryStore(HashMap<Digest, Vec<u8>>);
-
-    impl MemoryStore {
-        fn add(&mut self, bytes: &[u8]) -> Digest {
-            let digest = Digest::of(bytes);
-            self.0.insert(digest.clone(), bytes.to_vec());
-            digest
-        }
-    }
-
-    impl BlobStore for MemoryStore {
-        fn blob_size(&self, digest: &Digest) -> Option<u64> {
-            self.0.get(digest).map(|b| b.len() as u64)
-        }
-        fn read_small_blob(&self, digest: &Digest, _limit: u64) -> Result<Vec<u8>> {
-            self.0
-                .get(digest)
-                .cloned()
-                .ok_or_else(|| Error::input("missing"))
-        }
-    }
+    use crate::test_doubles::MemoryStore;
 
     fn descriptor(
         media_type: &str,

@@ -47,3 +47,6 @@ pub mod transfer;
 pub mod units;
 pub mod upload;
 pub mod verify;
+
+#[cfg(test)]
+mod test_doubles;

@@ -124,21 +124,7 @@ fn image_platform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    struct Memory(HashMap<Digest, Vec<u8>>);
-
-    impl BlobStore for Memory {
-        fn blob_size(&self, digest: &Digest) -> Option<u64> {
-            self.0.get(digest).map(|b| b.len() as u64)
-        }
-        fn read_small_blob(&self, digest: &Digest, _limit: u64) -> Result<Vec<u8>> {
-            self.0
-                .get(digest)
-                .cloned()
-                .ok_or_else(|| Error::input("missing"))
-        }
-    }
+    use crate::test_doubles::MemoryStore;
 
     fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
         Descriptor {
@@ -151,7 +137,7 @@ mod tests {
         }
     }
 
-    fn image(store: &mut Memory, arch: &str, layer: &[u8]) -> Descriptor {
+    fn image(store: &mut MemoryStore, arch: &str, layer: &[u8]) -> Descriptor {
         let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes();
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -169,7 +155,7 @@ mod tests {
 
     #[test]
     fn an_index_reaches_every_platform_and_shared_layers_once() {
-        let mut store = Memory(HashMap::new());
+        let mut store = MemoryStore::default();
         let amd = image(&mut store, "amd64", b"shared");
         let arm = image(&mut store, "arm64", b"shared");
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [amd, arm]})
@@ -187,7 +173,7 @@ mod tests {
 
     #[test]
     fn missing_blobs_are_listed_and_a_corrupt_manifest_is_an_error() {
-        let mut store = Memory(HashMap::new());
+        let mut store = MemoryStore::default();
         let amd = image(&mut store, "amd64", b"layer");
         store.0.remove(&Digest::of(b"layer"));
         let reach = reach(&store, &amd).unwrap();

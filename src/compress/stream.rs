@@ -396,16 +396,7 @@ impl Read for SharedBytes {
 mod tests {
     use super::*;
     use crate::compress::{Algorithm, BLOCK_SIZE};
-
-    struct Plain(Vec<u8>);
-
-    impl BlobSource for Plain {
-        fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
-            Ok(Box::new(io::Cursor::new(
-                self.0[offset as usize..].to_vec(),
-            )))
-        }
-    }
+    use crate::test_doubles::OneLayer;
 
     fn layer(bytes: &[u8]) -> Blob {
         Blob {
@@ -430,7 +421,7 @@ mod tests {
     #[test]
     fn a_stream_opened_at_any_offset_matches_the_whole_stream() {
         let bytes = content((2 * BLOCK_SIZE + 12_345) as usize);
-        let source = Plain(bytes.clone());
+        let source = OneLayer(bytes.clone());
         let layer = layer(&bytes);
         let compressor = Compressor::new(2);
         let recipe = Recipe::of(Algorithm::Gzip);
