@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::pusher::read_tree;
+use common::pusher::{ONE_CHUNKED_UPLOAD_AT_A_TIME, read_tree};
 use common::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
     Run, TestRegistry, TokenOptions, send_signal, verify_image,
@@ -50,19 +50,7 @@ impl Setup {
 
     fn pusher(&self, repository: &str, extra: &[&str]) -> Pusher {
         let target = format!("http://{}/{repository}:1", self.proxy.host());
-        let mut args = vec![
-            // One upload at a time: faults then hit the request the test aimed at, and
-            // the bytes each fault costs can be counted exactly.
-            "--max-concurrent",
-            "1",
-            "--json",
-            "-v",
-            "--chunk-size",
-            "1M",
-            "--large-layer-threshold",
-            "1M",
-        ];
-        args.extend_from_slice(extra);
+        let args = [ONE_CHUNKED_UPLOAD_AT_A_TIME, extra].concat();
         Pusher::push(self.dir.path(), &self.archive, &target, &args)
     }
 

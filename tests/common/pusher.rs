@@ -9,6 +9,20 @@ use super::client::RegistryClient;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
 
+/// Push flags of the fault and resume tests. One upload at a time: faults then hit the
+/// request the test aimed at, and the bytes each fault costs can be counted exactly.
+/// Every blob over 1 MiB goes up in 1 MiB chunks; the JSON summary carries the counts.
+pub const ONE_CHUNKED_UPLOAD_AT_A_TIME: &[&str] = &[
+    "--max-concurrent",
+    "1",
+    "--json",
+    "-v",
+    "--chunk-size",
+    "1M",
+    "--large-layer-threshold",
+    "1M",
+];
+
 /// A command line for the product with a private cache dir and docker config.
 #[derive(Clone, Debug)]
 pub struct Pusher {
