@@ -1,12 +1,12 @@
 # Issue 3's bar for dynamic mode, per link and image: at least 90% of the throughput of the
 # best fixed concurrency, and never worse than --max-concurrent 1 (3% allowed for run-to-run
 # noise). Input: the folded rows (link, image, bytes, client, status, wall s, ...).
-$5 == "ok" && $6 > 0 && $4 ~ /^pusher / {
+$5 == "ok" && $6 > 0 && $4 ~ /^pusher (dynamic|-c )/ {
   group = $1 SUBSEP $2
   if (!(group in seen)) { seen[group] = 1; order[++n] = group; link[group] = $1; image[group] = $2 }
   rate = $3 / $6 / 1e6
   if ($4 == "pusher dynamic") dynamic[group] = rate
-  else {
+  else if ($4 ~ /^pusher -c [0-9]+$/) {
     if (rate > best[group]) { best[group] = rate; best_label[group] = substr($4, 8) }
     if ($4 == "pusher -c 1") single[group] = rate
   }

@@ -81,13 +81,16 @@ layer_bytes() {
   echo "$total"
 }
 image_label() {
-  local bytes count
+  local bytes count kind="" plural=""
   bytes=$(layer_bytes "$1")
   count=$(image_layers "$1" | wc -w)
+  [ "$count" -gt 1 ] && plural=s
+  # Text images compress, the others do not: the label keeps their rows apart.
+  [[ $1 != text* ]] || kind=" text"
   if [ "$bytes" -ge $((1 << 30)) ]; then
-    echo "$((bytes >> 30)) GiB, $count layer$([ "$count" -gt 1 ] && echo s)"
+    echo "$((bytes >> 30)) GiB$kind, $count layer$plural"
   else
-    echo "$((bytes >> 20)) MiB, $count layers"
+    echo "$((bytes >> 20)) MiB$kind, $count layer$plural"
   fi
 }
 ensure_image() {
