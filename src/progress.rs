@@ -180,6 +180,12 @@ impl Reporter {
         }
     }
 
+    /// A warning about the user's safety (TLS off, a password on the command line): shown
+    /// even with `--quiet`, as scripts that silence progress still need to hear it.
+    pub fn security_warning(&self, line: &str) {
+        self.print(&format!("warning: {line}"));
+    }
+
     /// The final result line on stdout (also shown with `--quiet`).
     pub fn result(&self, line: &str) {
         let _guard = self.screen();

@@ -284,6 +284,23 @@ fn password_stdin_is_quiet_and_password_flag_warns_once() {
     assert_eq!(warnings.len(), 1, "{flag}");
     assert!(warnings[0].contains("--password-stdin"), "{flag}");
     assert!(!flag.stderr.contains(PASSWORD) && !flag.stdout.contains(PASSWORD));
+
+    // --quiet silences progress, not the warning.
+    let quiet = Pusher::push(
+        dir.path(),
+        &archive,
+        &target,
+        &["-u", "bob", "-p", PASSWORD, "--quiet"],
+    )
+    .run();
+    quiet.expect_success();
+    assert_eq!(quiet.stderr.trim_end().lines().count(), 1, "{quiet}");
+    assert!(
+        quiet
+            .stderr
+            .starts_with("warning: a password given with -p"),
+        "{quiet}"
+    );
 }
 
 #[test]

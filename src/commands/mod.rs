@@ -159,7 +159,7 @@ impl Connection {
         actions: &str,
     ) -> Result<Repository> {
         if self.skip_tls && !self.plain_http {
-            reporter.warn("--skip-tls: the registry's certificate is not checked; anyone on the path can read and change this transfer");
+            reporter.security_warning("--skip-tls: the registry's certificate is not checked; anyone on the path can read and change this transfer");
         }
         let credentials = self.credentials(target, env, reporter)?;
         let log_reporter = reporter.clone();
@@ -189,7 +189,7 @@ impl Connection {
         reporter: &Reporter,
     ) -> Result<Option<Credentials>> {
         if self.password.is_some() {
-            reporter.warn("a password given with -p/--password can be read by other users of this machine; use --password-stdin or DOCKER_PUSHER_PASSWORD");
+            reporter.security_warning("a password given with -p/--password can be read by other users of this machine; use --password-stdin or DOCKER_PUSHER_PASSWORD");
         }
         let password = if self.password_stdin {
             if self.password.is_some() {
