@@ -29,6 +29,8 @@ pub struct Pusher {
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
+    /// A command the product runs under (its arguments end with the product's path).
+    wrapper: Vec<String>,
 }
 
 impl Pusher {
@@ -47,6 +49,7 @@ impl Pusher {
                 ("DOCKER_CONFIG".into(), docker.display().to_string()),
             ],
             stdin: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -69,6 +72,12 @@ impl Pusher {
         self
     }
 
+    /// Runs the product as `WRAPPER... BIN ARGS...` (for example inside `unshare`).
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Pusher {
+        self.wrapper = wrapper.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     pub fn stdin(mut self, text: &str) -> Pusher {
         self.stdin = Some(text.to_string());
         self
@@ -86,7 +95,14 @@ impl Pusher {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(&self.args);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
