@@ -23,6 +23,7 @@ const MIB: u64 = 1 << 20;
 const GHCR: &str = "ghcr.io";
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const GOOGLE: &str = "us-docker.pkg.dev";
+const QUAY: &str = "quay.io";
 /// One blob at a time, and every blob over 1 MiB chunked, at the size each test asks for.
 const RULES_TEST_FLAGS: &[&str] = &[
     "--max-concurrent",
@@ -63,7 +64,7 @@ impl Setup {
         let hosts = dir.path().join("hosts");
         std::fs::write(
             &hosts,
-            format!("127.0.0.1 localhost\n127.0.0.1 {GHCR} {ECR} {GOOGLE}\n"),
+            format!("127.0.0.1 localhost\n127.0.0.1 {GHCR} {ECR} {GOOGLE} {QUAY}\n"),
         )
         .expect("write hosts file");
         Setup {
@@ -223,5 +224,36 @@ fn google_gets_no_patch_and_compressed_layers_keep_their_digest() {
         google.report()["digest"],
         generic.report()["digest"],
         "the same compressed image whatever the upload path\n{google}\n{generic}"
+    );
+}
+
+#[test]
+fn quay_gets_gzip_layers_from_compress_auto() {
+    require_mount_namespaces!("quay_gets_gzip_layers_from_compress_auto");
+    let setup = Setup::new();
+    let (run, _) = setup.push_as(
+        QUAY,
+        "rules/quay",
+        &["--chunk-size", "1M", "--compress", "auto"],
+    );
+    run.expect_success();
+    let report = run.report();
+    let layers: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["media_type"].as_str())
+        .filter(|t| t.contains("layer"))
+        .collect();
+    assert_eq!(
+        layers,
+        ["application/vnd.oci.image.layer.v1.tar+gzip"],
+        "{run}"
+    );
+    assert!(
+        report["compression"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("quay")),
+        "{run}"
     );
 }
