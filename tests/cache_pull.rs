@@ -99,20 +99,7 @@ fn an_index_is_narrowed_to_each_platform_or_kept_whole() {
         ("linux/arm64/v8", &arm),
     ] {
         let cache = dir.path().join(platform.replace('/', "-"));
-        let report = json(
-            &run_ok(&[
-                "pull",
-                "-i",
-                &reference,
-                "--insecure",
-                "--platform",
-                platform,
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "--json",
-            ])
-            .stdout,
-        );
+        let report = pull_report(&reference, &cache, &["--platform", platform]);
         let expected = digest(&oci_manifest(image));
         assert_eq!(report["digest"], expected.as_str(), "{platform}");
         assert_eq!(cached_names(&cache), vec![(reference.clone(), expected)]);
@@ -132,19 +119,7 @@ fn an_index_is_narrowed_to_each_platform_or_kept_whole() {
     }
 
     let whole = dir.path().join("all");
-    let report = json(
-        &run_ok(&[
-            "pull",
-            "-i",
-            &reference,
-            "--insecure",
-            "--all-platforms",
-            "--cache-dir",
-            whole.to_str().unwrap(),
-            "--json",
-        ])
-        .stdout,
-    );
+    let report = pull_report(&reference, &whole, &["--all-platforms"]);
     assert_eq!(report["digest"], index_digest.as_str());
     assert_eq!(
         report["platforms"],
@@ -198,18 +173,7 @@ fn a_cut_connection_resumes_with_a_range_request_and_fetches_nothing_twice() {
         ..Faults::default()
     });
     let cache = dir.path().join("one-run");
-    let report = json(
-        &run_ok(&[
-            "pull",
-            "-i",
-            &reference,
-            "--insecure",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--json",
-        ])
-        .stdout,
-    );
+    let report = pull_report(&reference, &cache, &[]);
     assert_eq!(report["digest"], manifest_digest.as_str());
     assert_cached(&cache, &layer.digest);
     let gets = proxy.blob_gets(&layer.digest);
@@ -404,18 +368,7 @@ fn anonymous_pulls_use_anonymous_tokens() {
 
     let public = format!("{}/public/tool:1", registry.host());
     let before = registry.token_server().unwrap().request_log().len();
-    let report = json(
-        &run_ok(&[
-            "pull",
-            "-i",
-            &public,
-            "--insecure",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--json",
-        ])
-        .stdout,
-    );
+    let report = pull_report(&public, &cache, &[]);
     assert_eq!(report["digest"], manifest_digest.as_str());
     let tokens = registry.token_server().unwrap().request_log()[before..].to_vec();
     assert!(!tokens.is_empty(), "the pull asked for a token");

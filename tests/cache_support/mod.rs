@@ -161,3 +161,19 @@ pub fn temp_files(cache: &Path) -> Vec<PathBuf> {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// `pull -i REFERENCE --insecure --cache-dir CACHE --json EXTRA...`, which must succeed:
+/// its JSON report.
+pub fn pull_report(reference: &str, cache: &Path, extra: &[&str]) -> serde_json::Value {
+    let cache = cache.to_str().unwrap();
+    let base = [
+        "pull",
+        "-i",
+        reference,
+        "--insecure",
+        "--cache-dir",
+        cache,
+        "--json",
+    ];
+    json(&run_ok(&[&base[..], extra].concat()).stdout)
+}
