@@ -31,16 +31,7 @@ fn pull_into_an_empty_cache_stores_every_blob_verified_and_skopeo_reads_it() {
     let cache = dir.path().join("cache");
     let reference = format!("{}/team/app:1.0", registry.host());
 
-    let run = run_ok(&[
-        "pull",
-        "-i",
-        &reference,
-        "--insecure",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ]);
-    let report = json(&run.stdout);
+    let report = pull_report(&reference, &cache, &[]);
     assert_eq!(report["digest"], manifest_digest.as_str());
     assert_eq!(report["reference"], reference.as_str());
     assert_eq!(report["blobs_downloaded"], 3);
@@ -130,16 +121,11 @@ fn an_index_is_narrowed_to_each_platform_or_kept_whole() {
     }
     assert_cached(&whole, &index_digest);
 
-    let missing = run(&[
-        "pull",
-        "-i",
+    let missing = run(&pull_args(
         &reference,
-        "--insecure",
-        "--platform",
-        "linux/s390x",
-        "--cache-dir",
-        dir.path().join("none").to_str().unwrap(),
-    ]);
+        &dir.path().join("none"),
+        &["--platform", "linux/s390x"],
+    ));
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(
         missing.stderr.contains("linux/amd64, linux/arm64/v8"),
@@ -380,14 +366,7 @@ fn anonymous_pulls_use_anonymous_tokens() {
     );
 
     let private = format!("{}/private/tool:1", registry.host());
-    let denied = run(&[
-        "pull",
-        "-i",
-        &private,
-        "--insecure",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
+    let denied = run(&pull_args(&private, &cache, &[]));
     assert_eq!(denied.code, 4, "{}", denied.stderr);
 }
 
@@ -408,14 +387,7 @@ fn corrupt_blobs_and_altered_manifests_never_enter_the_cache() {
         corrupt: true,
         ..Faults::default()
     });
-    let corrupt = run(&[
-        "pull",
-        "-i",
-        &reference,
-        "--insecure",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
+    let corrupt = run(&pull_args(&reference, &cache, &[]));
     assert_eq!(corrupt.code, 6, "{}", corrupt.stderr);
     assert!(corrupt.stderr.contains("corrupt"), "{}", corrupt.stderr);
     assert!(!blob_path(&cache, &layer.digest).exists());
@@ -425,14 +397,7 @@ fn corrupt_blobs_and_altered_manifests_never_enter_the_cache() {
         alter_manifests: true,
         ..Faults::default()
     });
-    let altered = run(&[
-        "pull",
-        "-i",
-        &reference,
-        "--insecure",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
+    let altered = run(&pull_args(&reference, &cache, &[]));
     assert_eq!(altered.code, 6, "{}", altered.stderr);
     assert!(altered.stderr.contains("altered"), "{}", altered.stderr);
     assert!(cached_names(&cache).is_empty());
@@ -463,9 +428,9 @@ fn two_pulls_into_one_cache_at_once_both_land() {
         let one = format!("{}/team/one:1", registry.host());
         let two = format!("{}/team/two:1", registry.host());
         let children = [
-            spawn(&["pull", "-i", &one, "--insecure", "--cache-dir", cache_arg]),
-            spawn(&["pull", "-i", &two, "--insecure", "--cache-dir", cache_arg]),
-            spawn(&["pull", "-i", &one, "--insecure", "--cache-dir", cache_arg]),
+            spawn(&pull_args(&one, &cache, &[])),
+            spawn(&pull_args(&two, &cache, &[])),
+            spawn(&pull_args(&one, &cache, &[])),
         ];
         for child in children {
             let run = finish(child.wait_with_output().unwrap());
@@ -499,14 +464,7 @@ fn clean_waits_for_a_running_pull_instead_of_collecting_its_blobs() {
     let cache = dir.path().join("cache");
     let cache_arg = cache.to_str().unwrap();
     let other_reference = format!("{}/team/other:1", proxy.host());
-    run_ok(&[
-        "pull",
-        "-i",
-        &other_reference,
-        "--insecure",
-        "--cache-dir",
-        cache_arg,
-    ]);
+    run_ok(&pull_args(&other_reference, &cache, &[]));
 
     // A pull stalls mid-layer with its config already stored but not yet listed: exactly
     // what an unlocked garbage collection would delete.
@@ -516,14 +474,7 @@ fn clean_waits_for_a_running_pull_instead_of_collecting_its_blobs() {
         ..Faults::default()
     });
     let reference = format!("{}/big/app:1", proxy.host());
-    let mut pull = spawn(&[
-        "pull",
-        "-i",
-        &reference,
-        "--insecure",
-        "--cache-dir",
-        cache_arg,
-    ]);
+    let mut pull = spawn(&pull_args(&reference, &cache, &[]));
     while !blob_path(&cache, &image.config_digest).exists() {
         assert!(pull.try_wait().unwrap().is_none(), "the pull ended early");
         std::thread::sleep(Duration::from_millis(10));

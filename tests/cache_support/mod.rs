@@ -162,18 +162,14 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// `pull -i REFERENCE --insecure --cache-dir CACHE --json EXTRA...`, which must succeed:
-/// its JSON report.
-pub fn pull_report(reference: &str, cache: &Path, extra: &[&str]) -> serde_json::Value {
+/// `pull -i REFERENCE --insecure --cache-dir CACHE EXTRA...`.
+pub fn pull_args<'a>(reference: &'a str, cache: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let cache = cache.to_str().unwrap();
-    let base = [
-        "pull",
-        "-i",
-        reference,
-        "--insecure",
-        "--cache-dir",
-        cache,
-        "--json",
-    ];
-    json(&run_ok(&[&base[..], extra].concat()).stdout)
+    let base = ["pull", "-i", reference, "--insecure", "--cache-dir", cache];
+    [&base[..], extra].concat()
+}
+
+/// The JSON report of `pull_args(...) --json`, which must succeed.
+pub fn pull_report(reference: &str, cache: &Path, extra: &[&str]) -> serde_json::Value {
+    json(&run_ok(&pull_args(reference, cache, &[extra, &["--json"]].concat())).stdout)
 }
