@@ -14,6 +14,7 @@ use common::pusher::read_tree;
 use common::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RecordingServer, RegistryClient,
     RegistryOptions, Rule, Run, TestRegistry, TokenOptions, send_signal, verify_image,
+    verify_reported_image,
 };
 use common_fixtures::{TestImage, write_docker25};
 
@@ -224,12 +225,11 @@ fn authorization_never_follows_a_redirect_to_another_host() {
     .stdin(PASSWORD)
     .run();
     run.expect_success();
-    let digest = run.report()["digest"].as_str().unwrap().to_string();
-    verify_image(
+    verify_reported_image(
         &RegistryClient::with_credentials(&registry, "bob", PASSWORD),
+        &run,
         "secret/redirect",
         "1",
-        &digest,
         &blobs,
     );
     let redirected = elsewhere.requests();

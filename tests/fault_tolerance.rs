@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
 use common::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
-    Run, TestRegistry, TokenOptions, verify_image,
+    Run, TestRegistry, TokenOptions, verify_reported_image,
 };
 use common_fixtures::{Expected, TestImage, write_docker25};
 
@@ -82,12 +82,11 @@ impl Setup {
     /// measured on the wire, after checking the product reports at least as many.
     fn assert_landed(&self, run: &Run, repository: &str) -> u64 {
         run.expect_success();
-        let digest = run.report()["digest"].as_str().unwrap().to_string();
-        verify_image(
+        verify_reported_image(
             &self.client(),
+            run,
             repository,
             "1",
-            &digest,
             &self.expected.blob_digests(),
         );
         let on_wire = self.resent_on_the_wire();
@@ -394,16 +393,15 @@ fn a_bearer_token_that_expires_mid_push_is_renewed_and_the_push_lands() {
         .stdin("alice-pw\n")
         .run();
     run.expect_success();
-    let digest = run.report()["digest"].as_str().unwrap().to_string();
     let client = {
         let registry = setup.registry.lock().unwrap();
         RegistryClient::with_credentials(&registry, "alice", "alice-pw")
     };
-    verify_image(
+    verify_reported_image(
         &client,
+        &run,
         "faults/token",
         "1",
-        &digest,
         &setup.expected.blob_digests(),
     );
     let issued = setup

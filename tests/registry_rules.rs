@@ -15,7 +15,8 @@ use std::process::Command;
 use common::faults::Exchange;
 use common::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
 use common::{
-    FaultProxy, Mode, Pusher, RegistryClient, RegistryOptions, Run, TestRegistry, verify_image,
+    FaultProxy, Mode, Pusher, RegistryClient, RegistryOptions, Run, TestRegistry,
+    verify_reported_image,
 };
 use common_fixtures::{Expected, TestImage, write_docker25};
 
@@ -111,12 +112,11 @@ impl Setup {
 
     fn assert_landed(&self, run: &Run, repository: &str) {
         run.expect_success();
-        let digest = run.report()["digest"].as_str().unwrap().to_string();
-        verify_image(
+        verify_reported_image(
             &RegistryClient::new(&self.registry),
+            run,
             repository,
             "1",
-            &digest,
             &self.expected.blob_digests(),
         );
     }

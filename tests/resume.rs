@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::pusher::{ONE_CHUNKED_UPLOAD_AT_A_TIME, read_tree};
 use common::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
-    Run, TestRegistry, TokenOptions, send_signal, verify_image,
+    Run, TestRegistry, TokenOptions, send_signal, verify_reported_image,
 };
 use common_fixtures::{Expected, TestImage, write_docker25};
 
@@ -68,12 +68,11 @@ impl Setup {
     }
 
     fn verify(&self, run: &Run, repository: &str) {
-        let digest = run.report()["digest"].as_str().unwrap().to_string();
-        verify_image(
+        verify_reported_image(
             &RegistryClient::new(&self.registry),
+            run,
             repository,
             "1",
-            &digest,
             &self.expected.blob_digests(),
         );
     }
@@ -389,12 +388,11 @@ fn a_mount_source_the_user_cannot_read_falls_back_to_uploading() {
     assert_eq!(run.report_u64("blobs_mounted"), 0, "{run}");
     assert_eq!(run.report_u64("blobs_uploaded"), 2, "{run}");
     assert!(run.stderr.contains("cannot mount from alice/app"), "{run}");
-    let digest = run.report()["digest"].as_str().unwrap().to_string();
-    verify_image(
+    verify_reported_image(
         &RegistryClient::with_credentials(&setup.registry, "bob", "bob-pw"),
+        &run,
         "bob/app",
         "1",
-        &digest,
         &setup.expected.blob_digests(),
     );
 }

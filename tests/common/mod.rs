@@ -27,7 +27,7 @@ pub mod token;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
 pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};
-pub use pusher::{Pusher, Run, send_signal, verify_image};
+pub use pusher::{Pusher, Run, send_signal, verify_image, verify_reported_image};
 pub use registry::{Auth, RegistryOptions, TestRegistry};
 pub use token::{Grant, TokenOptions, TokenRequest, TokenServer, Who, same_scope};
 

@@ -277,6 +277,19 @@ pub fn verify_image(
     assert_eq!(seen, expected, "blobs of {repo}:{tag}");
 }
 
+/// Checks the image a `--json` push reported, as `verify_image` does.
+pub fn verify_reported_image(
+    client: &RegistryClient,
+    run: &Run,
+    repo: &str,
+    tag: &str,
+    expected_blobs: &[String],
+) {
+    let report = run.report();
+    let digest = report["digest"].as_str().expect("digest in the report");
+    verify_image(client, repo, tag, digest, expected_blobs);
+}
+
 /// Every file under `dir`, recursively, with its content (lossy UTF-8).
 pub fn read_tree(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
