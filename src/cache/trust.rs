@@ -179,7 +179,7 @@ fn not_a_cache(root: &Path, why: &str) -> Error {
         "{} is not a docker-image-pusher cache ({why}); nothing was removed",
         root.display()
     ))
-    .hint("clean and verify --remove-damaged touch only caches this tool made; check --cache-dir and DOCKER_PUSHER_CACHE_DIR (the default is ./.cache in the current directory)")
+    .hint("clean and verify --remove-damaged touch only caches this tool made; check --cache-dir and DOCKER_PUSHER_CACHE_DIR; the default is ./.cache in the current directory")
 }
 
 /// Refuses when a directory the tool would delete in (`components` below `root`) is a
