@@ -63,9 +63,7 @@ pub fn verify(
     let mode = if remove_damaged {
         // Removal happens only in a cache the tool made, never through a linked directory;
         // checked before the lock, whose file would already change a foreign directory.
-        if !trust::check_deletable(cache.root(), &cache.temp_dir())? {
-            return Ok(VerifyReport::default());
-        }
+        trust::check_deletable(cache.root(), &cache.temp_dir())?;
         trust::real_dir(cache.root(), &["blobs", "sha256"])?;
         LockMode::Exclusive
     } else {

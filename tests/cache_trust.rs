@@ -423,3 +423,16 @@ fn pull_downloads_again_a_cached_blob_damaged_in_place() {
     assert!(temp_files(&cache).is_empty());
     run_ok(&["verify", "--cache-dir", cache.to_str().unwrap()]);
 }
+
+#[test]
+fn clean_of_a_missing_cache_creates_nothing_and_still_names_unknown_images() {
+    let dir = workspace_tmp();
+    let cache = dir.path().join("absent");
+    let cache_arg = cache.to_str().unwrap();
+    run_ok(&["clean", "--cache-dir", cache_arg]);
+    run_ok(&["verify", "--remove-damaged", "--cache-dir", cache_arg]);
+    let unknown = run(&["clean", "--cache-dir", cache_arg, "example.com/team/a:1"]);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no image"), "{}", unknown.stderr);
+    assert!(!cache.exists());
+}

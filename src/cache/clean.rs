@@ -38,9 +38,7 @@ pub fn clean(
     };
     // Before the lock: taking it creates a file, and a directory that is not a cache
     // must be left exactly as it was.
-    if !trust::check_deletable(cache.root(), &cache.temp_dir())? {
-        return Ok(report);
-    }
+    trust::check_deletable(cache.root(), &cache.temp_dir())?;
     let _lock = cache.lock(LockMode::Exclusive, waiting)?;
     let index = cache.read_index()?;
     if queries.is_empty() {

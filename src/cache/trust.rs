@@ -136,12 +136,12 @@ pub fn first_foreign(root: &Path) -> io::Result<Option<PathBuf>> {
 }
 
 /// Makes sure deletion may run in `root`: it is a cache the tool made, or one it adopts
-/// (see the module comment). Returns `false` when there is no directory at all (nothing
-/// to delete). Never changes anything but, on adoption, the marker.
-pub fn check_deletable(root: &Path, temp_dir: &Path) -> Result<bool> {
+/// (see the module comment). A directory that does not exist passes (nothing to delete).
+/// Never changes anything but, on adoption, the marker.
+pub fn check_deletable(root: &Path, temp_dir: &Path) -> Result<()> {
     let meta = match fs::metadata(root) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_error("read", root, e)),
     };
     if !meta.is_dir() {
@@ -149,7 +149,7 @@ pub fn check_deletable(root: &Path, temp_dir: &Path) -> Result<bool> {
     }
     let layout = fs::symlink_metadata(root.join(super::OCI_LAYOUT)).is_ok_and(|m| m.is_file());
     if layout && has_marker(root) {
-        return Ok(true);
+        return Ok(());
     }
     match first_foreign(root).map_err(|e| io_error("read", root, e))? {
         Some(foreign) => Err(not_a_cache(
@@ -169,7 +169,7 @@ pub fn check_deletable(root: &Path, temp_dir: &Path) -> Result<bool> {
             if layout {
                 super::files::write_atomic(temp_dir, &root.join(MARKER), MARKER_CONTENT)?;
             }
-            Ok(true)
+            Ok(())
         }
     }
 }
