@@ -30,6 +30,8 @@ pub struct Downloader<'a> {
     pub cache: &'a Cache,
     pub retry: &'a RetryPolicy,
     pub progress: Arc<dyn Progress>,
+    /// The cache holds a damaged copy: download anyway and replace it.
+    pub replace: bool,
 }
 
 impl Downloader<'_> {
@@ -40,7 +42,12 @@ impl Downloader<'_> {
                 blob.digest.short()
             ))
         };
-        let mut partial = match self.cache.begin_blob(blob, &waiting)? {
+        let begun = if self.replace {
+            self.cache.begin_replacing_blob(blob, &waiting)?
+        } else {
+            self.cache.begin_blob(blob, &waiting)?
+        };
+        let mut partial = match begun {
             Begun::Present => return Ok(Outcome::Cached),
             Begun::Partial(partial) => partial,
         };

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Cache;
 use crate::cache::index::{Entry, now_rfc3339};
+use crate::cache::{Cache, CachedCopy};
 use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
 use crate::error::{Class, Error, Result};
@@ -32,6 +32,9 @@ pub struct PullOptions {
     pub all_platforms: bool,
     pub concurrency: Concurrency,
     pub retry: RetryPolicy,
+    /// Re-hash blobs already in the cache before trusting them (their size is always
+    /// checked).
+    pub verify_cached: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -45,6 +48,9 @@ pub struct PullReport {
     pub blobs: usize,
     pub blobs_downloaded: usize,
     pub blobs_cached: usize,
+    /// Cached copies found damaged (wrong size, or with `--verify` wrong content) and
+    /// downloaded again.
+    pub blobs_repaired: usize,
     pub bytes_total: u64,
     pub bytes_downloaded: u64,
     pub bytes_resumed: u64,
@@ -345,18 +351,36 @@ fn download_blobs(
     reporter: &Arc<Reporter>,
     report: &mut PullReport,
 ) -> Result<()> {
-    let (cached, missing): (Vec<&Blob>, Vec<&Blob>) = blobs.iter().partition(|b| cache.has_blob(b));
-    for blob in cached {
-        report.blobs_cached += 1;
-        reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
+    let mut missing: Vec<Blob> = Vec::new();
+    let mut damaged: Vec<bool> = Vec::new();
+    for blob in blobs {
+        match cache.cached_copy(blob, options.verify_cached) {
+            CachedCopy::Intact => {
+                report.blobs_cached += 1;
+                reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
+            }
+            CachedCopy::Absent => {
+                missing.push(blob.clone());
+                damaged.push(false);
+            }
+            CachedCopy::Damaged(problem) => {
+                reporter.warn(&format!(
+                    "{}: the cached copy is damaged ({problem}); downloading it again",
+                    blob.digest.short()
+                ));
+                report.blobs_repaired += 1;
+                missing.push(blob.clone());
+                damaged.push(true);
+            }
+        }
     }
-    let missing: Vec<Blob> = missing.into_iter().cloned().collect();
     let run = |index: usize, progress: Arc<dyn Progress>| {
         let downloader = Downloader {
             repository,
             cache,
             retry: &options.retry,
             progress,
+            replace: damaged[index],
         };
         downloader.download(&missing[index])
     };

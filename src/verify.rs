@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use crate::cache::Cache;
 use crate::cache::files::LockMode;
 use crate::cache::reach::reach;
+use crate::cache::trust;
 use crate::digest::{Digest, Hasher};
-use crate::error::{Result, io_error};
+use crate::error::Result;
 use crate::progress::Reporter;
 use crate::scheduler::{Gate, PriorityChannel, run_pool};
 
@@ -60,6 +61,10 @@ pub fn verify(
     reporter: &Reporter,
 ) -> Result<VerifyReport> {
     let mode = if remove_damaged {
+        // Removal happens only in a cache the tool made, never through a linked directory;
+        // checked before the lock, whose file would already change a foreign directory.
+        trust::check_deletable(cache.root(), &cache.temp_dir())?;
+        trust::real_dir(cache.root(), &["blobs", "sha256"])?;
         LockMode::Exclusive
     } else {
         LockMode::Shared
@@ -169,7 +174,7 @@ pub fn verify(
                     }
                 ));
                 if remove_damaged {
-                    fs::remove_file(&check.path).map_err(|e| io_error("remove", &check.path, e))?;
+                    trust::remove_entry(&check.path)?;
                     report.removed += 1;
                 }
                 report.damaged.push(Damage {

@@ -1,15 +1,15 @@
 //! `clean`: removing images and the blobs only they used, or everything. Runs under the
 //! exclusive cache lock, so no pull or extract is between "blob written" and "index
-//! updated" while blobs are collected.
+//! updated" while blobs are collected. Only in a cache the tool made, only its own
+//! files, never through a symlink (see `trust`).
 
 use std::collections::BTreeSet;
-use std::fs;
 
 use super::files::LockMode;
 use super::reach::reach;
-use super::{Cache, Entry};
+use super::{Cache, Entry, trust};
 use crate::digest::Digest;
-use crate::error::{Error, Result, io_error};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CleanReport {
@@ -19,6 +19,8 @@ pub struct CleanReport {
     /// Partial downloads and temporary files of interrupted runs.
     pub leftovers_removed: usize,
     pub bytes_freed: u64,
+    /// Entries in the cache directory the tool did not create, left in place.
+    pub foreign_kept: usize,
     pub dry_run: bool,
 }
 
@@ -30,23 +32,27 @@ pub fn clean(
     dry_run: bool,
     waiting: &dyn Fn(),
 ) -> Result<CleanReport> {
-    let _lock = cache.lock(LockMode::Exclusive, waiting)?;
-    let index = cache.read_index()?;
     let mut report = CleanReport {
         dry_run,
         ..CleanReport::default()
     };
+    // Before the lock: taking it creates a file, and a directory that is not a cache
+    // must be left exactly as it was.
+    trust::check_deletable(cache.root(), &cache.temp_dir())?;
+    let _lock = cache.lock(LockMode::Exclusive, waiting)?;
+    let index = cache.read_index()?;
     if queries.is_empty() {
         report.images = index.manifests.iter().map(Entry::label).collect();
-        report.blobs_removed = cache.stored_blobs()?.len();
-        report.leftovers_removed = cache.leftovers().len();
-        report.bytes_freed = if dry_run {
-            super::disk_usage(cache.root())
-        } else {
-            cache.remove_everything()?
-        };
+        let sweep = trust::sweep(cache.root(), dry_run)?;
+        report.blobs_removed = sweep.blobs;
+        report.leftovers_removed = sweep.leftovers;
+        report.bytes_freed = sweep.bytes;
+        report.foreign_kept = sweep.kept.len();
         return Ok(report);
     }
+    // Refused before the index changes, so a refusal leaves the cache as it was.
+    trust::real_dir(cache.root(), &["blobs", "sha256"])?;
+    trust::real_dir(cache.root(), &[super::TEMP])?;
 
     let mut doomed: BTreeSet<usize> = BTreeSet::new();
     for query in queries {
@@ -89,14 +95,14 @@ pub fn clean(
             continue;
         }
         if !dry_run {
-            fs::remove_file(&blob.path).map_err(|e| io_error("remove", &blob.path, e))?;
+            trust::remove_entry(&blob.path)?;
         }
         report.blobs_removed += 1;
         report.bytes_freed += blob.size;
     }
     for (path, size) in cache.leftovers() {
         if !dry_run {
-            fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
+            trust::remove_entry(&path)?;
         }
         report.leftovers_removed += 1;
         report.bytes_freed += size;

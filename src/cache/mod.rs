@@ -12,17 +12,20 @@
 //!   index.json.lock       serializes read-modify-write of index.json
 //!   tmp/                  files being written: `<hex>.partial` (resumable downloads and
 //!                         copies, locked by their writer) and `*.tmp` (atomic writes)
+//!   docker-image-pusher-cache   the marker: this tool made the directory (see `trust`)
 //! ```
 //!
-//! Other state (upload sessions of resumable pushes) lives in its own subdirectory beside
-//! these; the cache code leaves every name it does not own alone, except `clean` with no
-//! image, which empties the whole directory.
+//! Other state (upload sessions of resumable pushes, compressed variants) lives in its own
+//! subdirectories beside these. The cache code leaves every name it does not own alone;
+//! deletion (`clean`, `verify --remove-damaged`) runs only in a directory the tool made and
+//! never follows a symlink (`trust`).
 
 pub mod clean;
 pub mod files;
 pub mod index;
 pub mod partial;
 pub mod reach;
+pub mod trust;
 pub mod variants;
 
 use std::fs::{self, File};
@@ -46,8 +49,9 @@ const INDEX: &str = "index.json";
 const LOCK: &str = "lock";
 const INDEX_LOCK: &str = "index.json.lock";
 const TEMP: &str = "tmp";
-/// Names that belong to the layout and its locks; `clean` with no image removes the rest.
-const LOCK_FILES: [&str; 2] = [LOCK, INDEX_LOCK];
+/// Index entries are a few hundred bytes: this is room for tens of thousands of images.
+/// A bigger `index.json` (from a USB stick, say) is refused rather than read whole.
+pub const MAX_INDEX_BYTES: u64 = 16 << 20;
 
 pub struct Cache {
     root: PathBuf,
@@ -57,7 +61,8 @@ pub struct Cache {
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
     pub path: PathBuf,
-    /// `None` when the file name is not a digest (something else put it there).
+    /// `None` when the entry is not one the tool makes: its name is not a digest, or it
+    /// is a directory (something else put it there).
     pub digest: Option<Digest>,
     pub size: u64,
 }
@@ -110,6 +115,18 @@ impl Cache {
                 }
             }
         }
+        // The marker says "the tool made this": not written into a directory that also
+        // holds other programs' files (`./.cache` in a home directory), so that deletion
+        // there is refused later.
+        if !trust::has_marker(&self.root)
+            && trust::first_foreign(&self.root).is_ok_and(|f| f.is_none())
+        {
+            files::write_atomic(
+                &self.temp_dir(),
+                &self.root.join(trust::MARKER),
+                trust::MARKER_CONTENT,
+            )?;
+        }
         Ok(())
     }
 
@@ -141,11 +158,24 @@ impl Cache {
 
     /// The index as it is now; an absent cache is an empty one.
     pub fn read_index(&self) -> Result<CacheIndex> {
-        match fs::read(self.index_path()) {
-            Ok(bytes) => CacheIndex::parse(&bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CacheIndex::default()),
-            Err(e) => Err(io_error("read", &self.index_path(), e)),
+        let path = self.index_path();
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CacheIndex::default()),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_INDEX_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("read", &path, e))?;
+        if bytes.len() as u64 > MAX_INDEX_BYTES {
+            return Err(Error::input(format!(
+                "the cache's index.json is larger than {} MiB, more than any cache this tool writes",
+                MAX_INDEX_BYTES >> 20
+            ))
+            .hint("the cache is damaged or not a docker-image-pusher cache; move it away and pull or extract the images again"));
         }
+        CacheIndex::parse(&bytes)
     }
 
     /// Changes the index under its lock: read, change, write atomically. Two processes
@@ -161,6 +191,29 @@ impl Cache {
     /// Whether the cache holds `blob` (a stored blob is always complete and verified).
     pub fn has_blob(&self, blob: &Blob) -> bool {
         self.blob_size(&blob.digest) == Some(blob.size)
+    }
+
+    /// What the cache holds for `blob`: nothing, a copy of the right size (and, with
+    /// `rehash`, the right content), or a damaged copy to replace.
+    pub fn cached_copy(&self, blob: &Blob, rehash: bool) -> CachedCopy {
+        match self.blob_size(&blob.digest) {
+            None => CachedCopy::Absent,
+            Some(size) if size != blob.size => {
+                CachedCopy::Damaged(format!("it has {size} bytes, expected {}", blob.size))
+            }
+            Some(_) if !rehash => CachedCopy::Intact,
+            Some(_) => match hash_file(&self.blob_path(&blob.digest)) {
+                Ok(actual) if actual == blob.digest => CachedCopy::Intact,
+                Ok(actual) => CachedCopy::Damaged(format!("its content hashes to {actual}")),
+                Err(e) => CachedCopy::Damaged(format!("cannot read it: {e}")),
+            },
+        }
+    }
+
+    /// Starts writing `blob` over a damaged copy: the copy stays readable until the good
+    /// one replaces it by a rename.
+    pub fn begin_replacing_blob(&self, blob: &Blob, waiting: &dyn Fn()) -> Result<Begun> {
+        PartialBlob::begin(&self.temp_dir(), blob, &|| false, waiting)
     }
 
     /// Stores a small blob (a manifest) unless it is already there.
@@ -209,11 +262,16 @@ impl Cache {
         for entry in entries {
             let entry = entry.map_err(|e| io_error("read", &dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            // Not followed: a symlink reports its own size and is never taken for a directory.
+            let meta = entry.metadata().ok();
+            let is_blob = meta.as_ref().is_some_and(|m| !m.is_dir())
+                && trust::owned(&["blobs", "sha256"], &name, trust::Kind::File);
             blobs.push(StoredBlob {
                 path: entry.path(),
-                digest: Digest::parse(&format!("sha256:{name}")).ok(),
-                size,
+                digest: is_blob
+                    .then(|| Digest::parse(&format!("sha256:{name}")).ok())
+                    .flatten(),
+                size: meta.map_or(0, |m| m.len()),
             });
         }
         blobs.sort_by(|a, b| a.path.cmp(&b.path));
@@ -229,48 +287,38 @@ impl Cache {
         let mut found: Vec<(PathBuf, u64)> = entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                trust::owned(&[TEMP], &name, trust::Kind::File)
+            })
             .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
             .filter(|(path, _)| !files::in_use(path))
             .collect();
         found.sort();
         found
     }
-
-    /// Removes everything in the cache directory except the lock files (which other
-    /// processes may be waiting on). Returns the bytes freed. Hold the exclusive lock.
-    pub fn remove_everything(&self) -> Result<u64> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_error("read", &self.root, e)),
-        };
-        let mut freed = 0;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("read", &self.root, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if LOCK_FILES.contains(&name.as_str()) {
-                continue;
-            }
-            let path = entry.path();
-            freed += disk_usage(&path);
-            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(|e| io_error("remove", &path, e))?;
-        }
-        Ok(freed)
-    }
 }
 
-fn disk_usage(path: &Path) -> u64 {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::read_dir(path)
-            .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
-            .unwrap_or(0),
-        Ok(m) => m.len(),
-        Err(_) => 0,
+/// See [`Cache::cached_copy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedCopy {
+    Absent,
+    Intact,
+    /// What is wrong with it.
+    Damaged(String),
+}
+
+fn hash_file(path: &Path) -> io::Result<Digest> {
+    let mut file = File::open(path)?;
+    let mut hasher = crate::digest::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hasher.digest()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

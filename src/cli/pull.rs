@@ -108,6 +108,10 @@ pub struct PullArgs {
     /// use plain HTTP instead of HTTPS
     #[argh(switch)]
     pub insecure: bool,
+
+    /// re-hash the blobs already in the cache instead of trusting their size; damaged ones are downloaded again
+    #[argh(switch)]
+    pub verify: bool,
 }
 
 impl PullArgs {

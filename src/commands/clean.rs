@@ -25,6 +25,13 @@ pub fn run_clean(args: CleanArgs, env: Env) -> Result<()> {
     for image in &report.images {
         reporter.info(&format!("{verb} {image}"));
     }
+    if report.foreign_kept > 0 {
+        reporter.info(&format!(
+            "left {} entries docker-image-pusher did not create in {}",
+            report.foreign_kept,
+            cache.root().display()
+        ));
+    }
     let leftovers = match report.leftovers_removed {
         0 => String::new(),
         n => format!(" and {n} leftover partial files"),

@@ -53,6 +53,7 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
             attempts: connection.retry_attempts,
             ..RetryPolicy::default()
         },
+        verify_cached: args.verify,
     };
     let cache = Cache::new(cli::cache_dir_setting(args.cache_dir.as_deref(), env));
     let repository = connection.open(&reference, env, &reporter, "pull")?;
