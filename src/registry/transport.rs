@@ -325,7 +325,7 @@ impl Transport {
         let response = self.send(Request::new("GET", url, &[])).map_err(|e| {
             if scheme == Scheme::Https && looks_like_plain_http(&e) {
                 Error::network(format!("{} does not speak TLS ({})", self.host, e.message))
-                    .hint("if it is a plain-HTTP registry, use an http:// target or --insecure")
+                    .hint("if it is a plain-HTTP registry, use an http:// target, or --insecure with no scheme in the target")
             } else {
                 e
             }
