@@ -107,7 +107,7 @@ pub fn check_downgrade(
         return Ok(true);
     }
     let registry = authority(base);
-    let shown = super::transport::redact_url(url);
+    let shown = redact_url(url);
     let (what, fix) = match pointer {
         Pointer::Redirect => (
             format!("redirected to plain {shown}"),
@@ -152,9 +152,43 @@ fn authority(origin: &Origin) -> String {
     }
 }
 
+/// URLs in logs and messages lose their query (upload state tokens and signed storage
+/// URLs live there) and any `user:password@`.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => {
+            let path = &rest[authority.len()..];
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{scheme}{host}{path}").into()
+        }
+        None => url.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_never_show_query_strings_or_passwords() {
+        assert_eq!(
+            redact_url("https://h/v2/x?_state=secret&digest=1"),
+            "https://h/v2/x"
+        );
+        assert_eq!(
+            redact_url("https://user:secret@h:5000/v2/x?y=1"),
+            "https://h:5000/v2/x"
+        );
+        assert_eq!(redact_url("token@h/v2/x"), "h/v2/x");
+        assert_eq!(redact_url("https://h/v2/a@b"), "https://h/v2/a@b");
+    }
 
     fn origin(url: &str) -> Origin {
         Origin::of(url).unwrap()

@@ -684,25 +684,7 @@ pub fn resolve_url(current: &str, location: &str) -> String {
     format!("{scheme}://{host}{directory}{location}")
 }
 
-/// URLs in logs and messages lose their query (upload state tokens and signed storage
-/// URLs live there) and any `user:password@`.
-pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rsplit_once('@') {
-        Some((_, host)) => {
-            let path = &rest[authority.len()..];
-            let scheme = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
-            format!("{scheme}{host}{path}").into()
-        }
-        None => url.into(),
-    }
-}
+pub use super::origin::redact_url;
 
 fn is_transient(error: &Error) -> bool {
     !error.message.contains("cannot resolve")
@@ -947,20 +929,6 @@ mod tests {
         assert!(looks_like_plain_http(&plain));
         let untrusted = tls_error("h:1", "invalid peer certificate: UnknownIssuer");
         assert!(!looks_like_plain_http(&untrusted));
-    }
-
-    #[test]
-    fn logs_never_show_query_strings_or_passwords() {
-        assert_eq!(
-            redact_url("https://h/v2/x?_state=secret&digest=1"),
-            "https://h/v2/x"
-        );
-        assert_eq!(
-            redact_url("https://user:secret@h:5000/v2/x?y=1"),
-            "https://h:5000/v2/x"
-        );
-        assert_eq!(redact_url("token@h/v2/x"), "h/v2/x");
-        assert_eq!(redact_url("https://h/v2/a@b"), "https://h/v2/a@b");
     }
 
     #[test]
