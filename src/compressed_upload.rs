@@ -551,7 +551,7 @@ impl LayerCompression<'_> {
                 if failure.in_commit
                     && !same_session(&session, &resumed)
                     && let Some(digest) = &chunk.digest
-                    && self.repository.check_existing_blob(digest)?.is_some()
+                    && self.repository.check_existing_blob(digest, chunk.end())?
                 {
                     self.repository.cancel_upload(&resumed);
                     return Ok(Some(
@@ -604,7 +604,7 @@ impl LayerCompression<'_> {
             }
         };
         let what = format!("committing compressed blob {}", digest.short());
-        commit_session(self.repository, session, digest, body, &what)
+        commit_session(self.repository, session, digest, chunk.end(), body, &what)
     }
 
     fn finish(

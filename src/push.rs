@@ -632,7 +632,7 @@ fn dry_run(
         Initiated::Mounted => {}
     }
     for blob in &artifact.blobs {
-        if repository.check_existing_blob(&blob.digest)?.is_some() {
+        if repository.check_existing_blob(&blob.digest, blob.size)? {
             report.blobs_existing += 1;
             report.bytes_skipped += blob.size;
             reporter.info(&format!("{}: already exists", blob.digest.short()));

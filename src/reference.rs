@@ -60,12 +60,12 @@ pub struct ReferenceError {
 impl ReferenceError {
     fn new(input: &str, reason: impl Into<String>) -> Self {
         Self {
-            input: input.to_string(),
+            input: without_password(input),
             reason: reason.into(),
         }
     }
 
-    /// The text that failed to parse.
+    /// The text that failed to parse, with any password in it replaced by `***`.
     pub fn input(&self) -> &str {
         &self.input
     }
@@ -87,6 +87,35 @@ impl fmt::Display for ReferenceError {
 }
 
 impl std::error::Error for ReferenceError {}
+
+/// `input` with the secret part of a `user:password@` (or a lone `token@`) before the
+/// host replaced by `***`, so an error that echoes a target never echoes a credential.
+/// `name:tag@sha256:…` is a digest reference, not credentials, and stays as it is.
+fn without_password(input: &str) -> String {
+    let (scheme, rest) = match input.split_once("://") {
+        Some((scheme, rest)) if is_scheme_like(scheme) => (Some(scheme), rest),
+        _ => (None, input),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return input.to_string();
+    };
+    // Without a scheme, `@` before the first `/` is a digest unless a path follows
+    // (digests have no `/`) or what follows is no known digest.
+    let path_follows = rest.len() > authority.len();
+    let is_digest = ["sha256:", "sha512:"]
+        .iter()
+        .any(|alg| host.to_ascii_lowercase().starts_with(alg));
+    if scheme.is_none() && !path_follows && (is_digest || !userinfo.contains(':')) {
+        return input.to_string();
+    }
+    let hidden = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    let prefix = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    format!("{prefix}{hidden}@{host}{}", &rest[authority.len()..])
+}
 
 impl Reference {
     /// Parses and normalises `input` (`ubuntu`, `ghcr.io/o/app:1@sha256:…`, …).
@@ -1113,6 +1142,36 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_echo_a_password_from_the_input() {
+        for (input, shown) in [
+            (
+                "https://user:hunter2@host.com/app",
+                "https://user:***@host.com/app",
+            ),
+            (
+                "http://user:hunter2@host.com:5000/a/b:1",
+                "http://user:***@host.com:5000/a/b:1",
+            ),
+            ("https://hunter2@host.com/app", "https://***@host.com/app"),
+            (
+                "https://user:p@hunter2@host.com/app",
+                "https://user:***@host.com/app",
+            ),
+            ("user:hunter2@host.com/app", "user:***@host.com/app"),
+            ("user:hunter2@host.com", "user:***@host.com"),
+            ("hunter2@host.com/app", "***@host.com/app"),
+        ] {
+            let err = parse_target(input).unwrap_err();
+            assert_eq!(err.input(), shown, "{input:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        // Digest references keep what the user typed.
+        let digest = format!("repo:tag@sha256:{}", "f".repeat(10));
+        assert_eq!(Reference::parse(&digest).unwrap_err().input(), digest);
+        assert_eq!(Reference::parse("repo@").unwrap_err().input(), "repo@");
+    }
+
+    #[test]
     fn error_message_names_input_and_reason() {
         let err = Reference::parse("Foo/bar").unwrap_err();
         assert_eq!(
@@ -1220,7 +1279,9 @@ mod tests {
         ];
         for (input, expected) in cases {
             let err = parse_target(input).unwrap_err();
-            assert_eq!(err.input(), input);
+            if !input.contains('@') {
+                assert_eq!(err.input(), input);
+            }
             assert!(err.reason().contains(expected), "{input:?}: {err}");
         }
     }

@@ -131,20 +131,21 @@ pub(crate) fn commit_session(
     repository: &Repository,
     session: &Session,
     digest: &Digest,
+    size: u64,
     body: Body<'_>,
     what: &str,
 ) -> Result<Commit> {
     let failure = match repository.commit_blob(session, digest, body) {
         Ok(Ok(())) => return Ok(Commit::Done),
         Ok(Err(response)) => {
-            if repository.check_existing_blob(digest)?.is_some() {
+            if repository.check_existing_blob(digest, size)? {
                 return Ok(Commit::Done);
             }
             Failure::refused(repository, response, what, true)?
         }
         Err(error) => {
             let failure = Failure::unanswered(error, true)?;
-            if repository.check_existing_blob(digest)?.is_some() {
+            if repository.check_existing_blob(digest, size)? {
                 return Ok(Commit::Done);
             }
             failure
@@ -156,7 +157,11 @@ pub(crate) fn commit_session(
 impl Uploader<'_> {
     pub fn upload(&self, blob: &Blob) -> Result<Outcome> {
         self.check_stop()?;
-        if !self.options.force && self.repository.check_existing_blob(&blob.digest)?.is_some() {
+        if !self.options.force
+            && self
+                .repository
+                .check_existing_blob(&blob.digest, blob.size)?
+        {
             self.forget(blob);
             return Ok(Outcome::Existed);
         }
@@ -368,7 +373,10 @@ impl Uploader<'_> {
                 Ok(Err(response)) => {
                     let status = response.status;
                     if !rules::switch_to_chunked(Some(status)) && !is_transient_status(status) {
-                        if self.repository.check_existing_blob(&blob.digest)?.is_some() {
+                        if self
+                            .repository
+                            .check_existing_blob(&blob.digest, blob.size)?
+                        {
                             return Ok(());
                         }
                         self.repository.cancel_upload(&session);
@@ -386,7 +394,10 @@ impl Uploader<'_> {
                 Err(e) if e.class != Class::Network => return Err(e),
                 Err(e) => {
                     // A PUT cut after the registry stored the blob looks like a failure.
-                    if self.repository.check_existing_blob(&blob.digest)?.is_some() {
+                    if self
+                        .repository
+                        .check_existing_blob(&blob.digest, blob.size)?
+                    {
                         return Ok(());
                     }
                     self.progress
@@ -549,7 +560,9 @@ impl Uploader<'_> {
             // session because the blob is done, not because it was lost.
             if failure.in_commit
                 && !same_session(&session, &resumed)
-                && self.repository.check_existing_blob(&blob.digest)?.is_some()
+                && self
+                    .repository
+                    .check_existing_blob(&blob.digest, blob.size)?
             {
                 self.repository.cancel_upload(&resumed);
                 return Ok(());
@@ -597,7 +610,15 @@ impl Uploader<'_> {
             }
         };
         let what = format!("committing blob {}", blob.digest.short());
-        commit_session(self.repository, session, &blob.digest, body, &what).inspect_err(|e| {
+        commit_session(
+            self.repository,
+            session,
+            &blob.digest,
+            blob.size,
+            body,
+            &what,
+        )
+        .inspect_err(|e| {
             if e.class == Class::Registry || e.class == Class::Auth {
                 self.forget(blob);
             }

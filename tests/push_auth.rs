@@ -153,13 +153,18 @@ fn plain_http_registry_needs_http_scheme_or_insecure() {
     let digest = verify_target(&RegistryClient::new(&registry), "plain/app", "1", &expected);
     assert_eq!(run.pushed().1, digest);
 
+    // `--insecure` allows plain HTTP but an https:// target still starts with TLS
+    // (see tests/no_downgrade.rs), so a plain registry is a network error naming the fix.
     let run = pusher()
         .args(["push", "--source"])
         .arg(&file)
         .args(["--target", &format!("https://{bare}"), "--insecure"])
         .run()
-        .failure(2);
-    assert!(run.stderr.contains("--insecure"), "{run}");
+        .failure(5);
+    assert!(
+        run.stderr.contains("does not speak TLS") && run.stderr.contains("http://"),
+        "{run}"
+    );
 }
 
 // ---------------------------------------------------------------- htpasswd

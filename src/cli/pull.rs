@@ -105,7 +105,7 @@ pub struct PullArgs {
     #[argh(option)]
     pub ca_cert: Vec<String>,
 
-    /// use plain HTTP instead of HTTPS
+    /// allow plain HTTP: reach a target without https:// over it; with https://, let the registry move the transfer onto it (warned)
     #[argh(switch)]
     pub insecure: bool,
 

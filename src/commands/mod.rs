@@ -102,6 +102,9 @@ pub(crate) fn verbosity(quiet: bool, verbose: bool) -> Verbosity {
 /// Everything about reaching a registry that the network commands share.
 pub struct Connection {
     pub plain_http: bool,
+    /// `--insecure` on an `https://` target: TLS first, plain HTTP where the registry
+    /// sends us (with a warning).
+    pub allow_plain_http: bool,
     pub skip_tls: bool,
     pub ca_certs: Vec<String>,
     pub timeout: Duration,
@@ -114,6 +117,7 @@ pub struct Connection {
 /// The network flags push and pull share, as given on the command line.
 pub struct ConnectionFlags<'a> {
     pub plain_http: bool,
+    pub allow_plain_http: bool,
     pub skip_tls: bool,
     pub ca_cert: &'a [String],
     pub timeout: Option<u64>,
@@ -134,6 +138,7 @@ impl Connection {
         )?;
         Ok(Connection {
             plain_http: flags.plain_http,
+            allow_plain_http: flags.allow_plain_http,
             skip_tls: cli::switch_setting(flags.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
             ca_certs: flags.ca_cert.to_vec(),
             timeout: Duration::from_secs(timeout.max(1)),
@@ -163,8 +168,10 @@ impl Connection {
         }
         let credentials = self.credentials(target, env, reporter)?;
         let log_reporter = reporter.clone();
+        let warn_reporter = reporter.clone();
         let options = TransportOptions {
             plain_http: self.plain_http,
+            allow_plain_http: self.allow_plain_http,
             skip_tls_verify: self.skip_tls,
             ca_certs: self.ca_certs.iter().map(Into::into).collect(),
             timeout: self.timeout,
@@ -173,6 +180,7 @@ impl Connection {
                 ..RetryPolicy::default()
             },
             log: Arc::new(move |line| log_reporter.detail(&format!("[http] {line}"))),
+            warn: Arc::new(move |line| warn_reporter.security_warning(line)),
         };
         let transport = Transport::connect(target.api_host(), &options, credentials)?;
         Ok(Repository::new(
@@ -241,14 +249,16 @@ fn read_password_stdin() -> Result<String> {
     Ok(password)
 }
 
+/// The target and whether to speak plain HTTP from the start. `--insecure` allows plain
+/// HTTP: a target without a scheme is reached over it; an `https://` target starts with
+/// TLS and follows the registry onto plain HTTP only where it sends us (with a warning).
 pub(crate) fn parse_target(text: &str, insecure: bool) -> Result<(Reference, bool)> {
     let (scheme, target) =
         reference::parse_target(text).map_err(|e| Error::usage(e.to_string()))?;
-    if insecure && scheme == Some(Scheme::Https) {
-        return Err(
-            Error::usage("--insecure asks for plain HTTP but the target says https://")
-                .hint("drop one of them"),
-        );
-    }
-    Ok((target, insecure || scheme == Some(Scheme::Http)))
+    let plain_http = match scheme {
+        Some(Scheme::Https) => false,
+        Some(Scheme::Http) => true,
+        None => insecure,
+    };
+    Ok((target, plain_http))
 }

@@ -35,6 +35,7 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
     let connection = Connection::resolve(
         ConnectionFlags {
             plain_http,
+            allow_plain_http: args.insecure,
             skip_tls: args.skip_tls,
             ca_cert: &args.ca_cert,
             timeout: args.timeout,

@@ -96,12 +96,16 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    /// Any JSON: a token service may send a float, a negative or a 20-digit number here.
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
 }
 
 /// Registries that issue no lifetime give tokens 60 seconds (the distribution spec default).
 const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+/// Longer lifetimes are cut to this: a token is renewed on a 401 anyway, and an absurd
+/// `expires_in` must not overflow the clock.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
 /// Renew a little early so a token never expires in the middle of a request.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
@@ -112,9 +116,18 @@ pub fn parse_token_response(body: &[u8]) -> Option<(String, Duration)> {
         .token
         .or(response.access_token)
         .filter(|t| !t.is_empty())?;
-    let lifetime =
-        Duration::from_secs(response.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME).max(1));
-    Some((value, lifetime))
+    Some((value, token_lifetime(response.expires_in.as_ref())))
+}
+
+/// `expires_in` clamped to 1 second .. 24 hours; not a number means the default.
+fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let seconds = match expires_in.and_then(serde_json::Value::as_f64) {
+        Some(s) if s.is_nan() => DEFAULT_TOKEN_LIFETIME,
+        // `as` saturates: negatives become 0, anything past u64 becomes u64::MAX.
+        Some(s) => s as u64,
+        None => DEFAULT_TOKEN_LIFETIME,
+    };
+    Duration::from_secs(seconds.clamp(1, MAX_TOKEN_LIFETIME))
 }
 
 /// Authentication state for one registry, shared by all requests and workers.
@@ -226,8 +239,10 @@ impl Authenticator {
                 };
                 self.tokens_fetched
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let expires =
-                    Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2));
+                let now = Instant::now();
+                let expires = now
+                    .checked_add(lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2)))
+                    .unwrap_or(now);
                 self.tokens
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -295,10 +310,11 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-/// The host part of a URL, for messages that must not show paths or queries.
+/// The host part of a URL, for messages that must not show paths, queries or userinfo.
 pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 /// The token scope for pushing to or pulling from a repository.
@@ -360,6 +376,46 @@ mod tests {
         assert_eq!((t.as_str(), life.as_secs()), ("xyz", 60));
         assert!(parse_token_response(br#"{"token":""}"#).is_none());
         assert!(parse_token_response(b"<html>").is_none());
+    }
+
+    #[test]
+    fn absurd_token_lifetimes_are_clamped_not_trusted() {
+        let life = |expires_in: &str| {
+            let body = format!(r#"{{"token":"t","expires_in":{expires_in}}}"#);
+            parse_token_response(body.as_bytes()).unwrap().1.as_secs()
+        };
+        assert_eq!(life("9223372036854775807"), MAX_TOKEN_LIFETIME);
+        assert_eq!(life("18446744073709551615"), MAX_TOKEN_LIFETIME);
+        assert_eq!(life("1e308"), MAX_TOKEN_LIFETIME);
+        assert_eq!(life("-9223372036854775808"), 1);
+        assert_eq!(life("-5"), 1);
+        assert_eq!(life("0"), 1);
+        assert_eq!(life("299.9"), 299);
+        assert_eq!(life(r#""300""#), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life("null"), DEFAULT_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn an_absurd_lifetime_yields_a_usable_token() {
+        let auth = Authenticator::new(None);
+        auth.set_challenge(Some(Challenge::Bearer {
+            realm: "https://a/t".into(),
+            service: None,
+            scope: None,
+            error: None,
+        }));
+        let calls = std::cell::Cell::new(0);
+        let fetch = |_: TokenRequest| {
+            calls.set(calls.get() + 1);
+            Ok(br#"{"token":"t1","expires_in":18446744073709551615}"#.to_vec())
+        };
+        let scopes = vec!["repository:a:pull".to_string()];
+        assert_eq!(
+            auth.authorization(&scopes, &fetch).unwrap().unwrap(),
+            "Bearer t1"
+        );
+        auth.authorization(&scopes, &fetch).unwrap();
+        assert_eq!(calls.get(), 1, "the clamped token is reused");
     }
 
     #[test]

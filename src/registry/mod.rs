@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod origin;
 pub mod rules;
 pub mod transport;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{MAX_JSON_BYTES, RawManifest, media};
+use origin::Pointer;
 use transport::{Body, Request, Response, Transport};
 
 /// One repository on one registry, with the token scopes its requests need.
@@ -76,19 +78,33 @@ impl Repository {
         Request::new(method, url, &self.scopes)
     }
 
-    /// `HEAD /v2/<name>/blobs/<digest>`: the stored size when the blob exists.
-    pub fn check_existing_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+    /// `HEAD /v2/<name>/blobs/<digest>`: whether the registry holds the blob of `size`
+    /// bytes. A blob it reports at another size is treated as absent: uploading it again
+    /// makes the registry check the digest, where trusting the answer would push a
+    /// manifest over a blob that may not be there.
+    pub fn check_existing_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
         let response = self
             .transport
             .send(self.request("HEAD", self.url(&format!("blobs/{digest}"))))?;
         match response.status {
-            200..=299 => Ok(Some(
-                response
-                    .header("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            )),
-            404 => Ok(None),
+            200..=299 => {
+                let stored = response.header("content-length").map(str::trim);
+                match stored.map(str::parse::<u64>) {
+                    // Without a length there is nothing to contradict the digest.
+                    None => Ok(true),
+                    Some(Ok(stored)) if stored == size => Ok(true),
+                    _ => {
+                        self.transport.log(&format!(
+                            "blob {} exists on {} with Content-Length {}, not {size}: uploading it again",
+                            digest.short(),
+                            self.host(),
+                            stored.unwrap_or_default().chars().take(40).collect::<String>()
+                        ));
+                        Ok(false)
+                    }
+                }
+            }
+            404 => Ok(false),
             _ => Err(self
                 .transport
                 .status_error(response, &format!("checking blob {}", digest.short()))),
@@ -116,6 +132,13 @@ impl Repository {
         }
     }
 
+    /// Where an upload continues, as the registry said; refused when it leaves TLS.
+    fn upload_location(&self, answered: &str, location: &str) -> Result<String> {
+        let url = transport::resolve_url(answered, location);
+        self.transport.check_url(&url, Pointer::UploadLocation)?;
+        Ok(url)
+    }
+
     fn session_from(&self, response: &Response) -> Result<Session> {
         let location = response.header("location").ok_or_else(|| {
             Error::registry(format!(
@@ -124,7 +147,7 @@ impl Repository {
             ))
         })?;
         Ok(Session {
-            location: transport::resolve_url(&response.url, location),
+            location: self.upload_location(&response.url, location)?,
             chunk_min_length: response
                 .header("oci-chunk-min-length")
                 .and_then(|v| v.trim().parse().ok()),
@@ -145,7 +168,7 @@ impl Repository {
                     .unwrap_or(0);
                 let next = match response.header("location") {
                     Some(location) => Session {
-                        location: transport::resolve_url(&response.url, location),
+                        location: self.upload_location(&response.url, location)?,
                         chunk_min_length: session.chunk_min_length,
                     },
                     None => session.clone(),
@@ -176,10 +199,10 @@ impl Repository {
         let response = self.transport.send(request)?;
         match response.status {
             200..=299 => Ok(ChunkOutcome::Accepted {
-                location: response
-                    .header("location")
-                    .map(|l| transport::resolve_url(&response.url, l))
-                    .unwrap_or_else(|| session.location.clone()),
+                location: match response.header("location") {
+                    Some(location) => self.upload_location(&response.url, location)?,
+                    None => session.location.clone(),
+                },
                 registry_offset: response.header("range").and_then(rules::parse_upload_range),
             }),
             _ => Ok(ChunkOutcome::Refused(response)),

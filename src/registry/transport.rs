@@ -1,19 +1,20 @@
 //! The HTTP layer every registry request goes through. It composes, in this order: the
 //! `/v2/` ping that picks the auth scheme, authentication (Basic or Bearer tokens, renewed
-//! on a 401), redirects (never carrying credentials to another host), retries with backoff
-//! for transient failures, and the verbose request log. Code above it sends plain requests
-//! and never sees a token.
+//! on a 401), redirects (never carrying credentials to another origin, never from TLS to
+//! plain HTTP: see `origin`), retries with backoff for transient failures, and the verbose
+//! request log. Code above it sends plain requests and never sees a token.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::auth::{self, Authenticator, Challenge, TokenRequest};
 use super::credentials::Credentials;
+use super::origin::{self, Origin, Pointer};
 use crate::error::{Error, Result};
 use crate::reference::Scheme;
 
@@ -66,23 +67,29 @@ fn jitter() -> f64 {
 pub struct TransportOptions {
     /// Speak plain HTTP (`http://` targets and `--insecure`).
     pub plain_http: bool,
+    /// `--insecure`: an `https://` registry may send requests on to plain HTTP (warned).
+    pub allow_plain_http: bool,
     pub skip_tls_verify: bool,
     pub ca_certs: Vec<PathBuf>,
     /// Inactivity limit for connecting, each read and write, and waiting for a response.
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub log: Log,
+    /// Where security warnings go: shown even with `--quiet`.
+    pub warn: Log,
 }
 
 impl Default for TransportOptions {
     fn default() -> Self {
         TransportOptions {
             plain_http: false,
+            allow_plain_http: false,
             skip_tls_verify: false,
             ca_certs: Vec::new(),
             timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             log: silent_log(),
+            warn: silent_log(),
         }
     }
 }
@@ -222,11 +229,15 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
 pub struct Transport {
     agent: ureq::Agent,
     base_url: String,
+    origin: Origin,
     host: String,
     auth: Authenticator,
     retry: RetryPolicy,
     log: Log,
     retries: AtomicU64,
+    allow_plain_http: bool,
+    warn: Log,
+    warned_plain_http: AtomicBool,
 }
 
 impl Transport {
@@ -242,21 +253,31 @@ impl Transport {
         } else {
             Scheme::Https
         };
+        let base_url = format!(
+            "{}://{host}",
+            if scheme == Scheme::Http {
+                "http"
+            } else {
+                "https"
+            }
+        );
+        let origin = Origin::of(&base_url).ok_or_else(|| {
+            Error::usage(format!(
+                "{host} is not a registry address this tool can reach"
+            ))
+        })?;
         let transport = Transport {
             agent: build_agent(host, options)?,
-            base_url: format!(
-                "{}://{host}",
-                if scheme == Scheme::Http {
-                    "http"
-                } else {
-                    "https"
-                }
-            ),
+            base_url,
+            origin,
             host: host.to_string(),
             auth: Authenticator::new(credentials),
             retry: options.retry.clone(),
             log: options.log.clone(),
             retries: AtomicU64::new(0),
+            allow_plain_http: options.allow_plain_http,
+            warn: options.warn.clone(),
+            warned_plain_http: AtomicBool::new(false),
         };
         transport.ping(scheme)?;
         Ok(transport)
@@ -288,12 +309,23 @@ impl Transport {
         (self.log)(message)
     }
 
+    /// Refuses `url`, which the registry pointed us to, when it leaves TLS for plain HTTP
+    /// without the user's leave; with it, warns once.
+    pub fn check_url(&self, url: &str, pointer: Pointer) -> Result<()> {
+        if origin::check_downgrade(&self.origin, url, pointer, self.allow_plain_http)?
+            && !self.warned_plain_http.swap(true, Ordering::Relaxed)
+        {
+            (self.warn)(&origin::downgrade_warning(&self.origin, url));
+        }
+        Ok(())
+    }
+
     fn ping(&self, scheme: Scheme) -> Result<()> {
         let url = format!("{}/v2/", self.base_url);
         let response = self.send(Request::new("GET", url, &[])).map_err(|e| {
             if scheme == Scheme::Https && looks_like_plain_http(&e) {
                 Error::network(format!("{} does not speak TLS ({})", self.host, e.message))
-                    .hint("if it is a plain-HTTP registry, use an http:// target or --insecure")
+                    .hint("if it is a plain-HTTP registry, use an http:// target, or --insecure with no scheme in the target")
             } else {
                 e
             }
@@ -348,7 +380,8 @@ impl Transport {
         let mut redirects = 0;
         let mut method = request.method;
         loop {
-            let same_host = auth::host_of(&url) == self.host;
+            self.check_url(&url, Pointer::Request)?;
+            let same_host = origin::credentials_go_to(&self.origin, &url, self.allow_plain_http);
             let authorization = if same_host {
                 self.auth
                     .authorization(request.scopes, &|token| self.fetch_token(token))?
@@ -374,7 +407,9 @@ impl Transport {
                                 auth::host_of(&url)
                             )));
                         }
-                        url = resolve_url(&url, &next);
+                        let target = resolve_url(&url, &next);
+                        self.check_url(&target, Pointer::Redirect)?;
+                        url = target;
                         if response.status == 303 {
                             method = "GET";
                         }
@@ -486,6 +521,7 @@ impl Transport {
     }
 
     fn fetch_token(&self, token: TokenRequest) -> Result<Vec<u8>> {
+        self.check_url(&token.url, Pointer::TokenRealm)?;
         let realm_host = auth::host_of(&token.url).to_string();
         let mut attempt = 0;
         loop {
@@ -648,10 +684,7 @@ pub fn resolve_url(current: &str, location: &str) -> String {
     format!("{scheme}://{host}{directory}{location}")
 }
 
-/// URLs in logs lose their query: upload state tokens and signed storage URLs live there.
-pub fn redact_url(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
-}
+pub use super::origin::redact_url;
 
 fn is_transient(error: &Error) -> bool {
     !error.message.contains("cannot resolve")
@@ -896,14 +929,6 @@ mod tests {
         assert!(looks_like_plain_http(&plain));
         let untrusted = tls_error("h:1", "invalid peer certificate: UnknownIssuer");
         assert!(!looks_like_plain_http(&untrusted));
-    }
-
-    #[test]
-    fn logs_never_show_query_strings() {
-        assert_eq!(
-            redact_url("https://h/v2/x?_state=secret&digest=1"),
-            "https://h/v2/x"
-        );
     }
 
     #[test]

@@ -23,12 +23,14 @@ pub mod faults;
 pub mod pki;
 pub mod pusher;
 pub mod registry;
+pub mod tls_front;
 pub mod token;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
 pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};
 pub use pusher::{Pusher, Run, send_signal, verify_image, verify_reported_image};
 pub use registry::{Auth, RegistryOptions, TestRegistry};
+pub use tls_front::TlsFront;
 pub use token::{Grant, TokenOptions, TokenRequest, TokenServer, Who, same_scope};
 
 use std::path::{Path, PathBuf};

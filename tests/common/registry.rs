@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::pki::{self, ServerCerts};
+use super::tls_front::TlsFront;
 use super::token::{TokenOptions, TokenServer};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -86,6 +87,9 @@ pub struct TestRegistry {
     port: u16,
     certs: Option<ServerCerts>,
     token: Option<TokenServer>,
+    /// With TLS, the token realm is served over HTTPS too, as a client of an `https://`
+    /// registry refuses a plain-HTTP realm.
+    token_front: Option<TlsFront>,
     child: Option<Child>,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -121,6 +125,10 @@ impl TestRegistry {
             Auth::Token(t) => Some(TokenServer::start(t.clone(), &dir.path().join("token"))),
             _ => None,
         };
+        let token_front = match (&certs, &token) {
+            (Some(certs), Some(token)) => Some(TlsFront::start(certs, &token.addr().to_string())),
+            _ => None,
+        };
         if let Auth::Htpasswd { user, password } = &opts.auth {
             // Cost 4 is bcrypt's minimum: these are throw-away passwords and
             // the registry verifies on every request.
@@ -134,6 +142,7 @@ impl TestRegistry {
             port: 0,
             certs,
             token,
+            token_front,
             child: None,
             config_path: dir.path().join("config.yml"),
             log_path: dir.path().join("registry.log"),
@@ -184,6 +193,16 @@ impl TestRegistry {
     /// PEM certificate of the test CA that signed the server cert (TLS only).
     pub fn ca_cert_path(&self) -> Option<&Path> {
         self.certs.as_ref().map(|c| c.ca_cert.as_path())
+    }
+
+    /// The realm URL clients are sent to: the token server, behind HTTPS when the
+    /// registry speaks TLS.
+    pub fn token_realm(&self) -> Option<String> {
+        let token = self.token.as_ref()?;
+        Some(match &self.token_front {
+            Some(front) => format!("https://{}/token", front.host()),
+            None => token.realm(),
+        })
     }
 
     /// The token server behind `Auth::Token`, to inspect issued tokens.
@@ -329,7 +348,7 @@ http:
                 let js = |s: &str| serde_json::to_string(s).unwrap();
                 cfg.push_str(&format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                    js(&t.realm()),
+                    js(&self.token_realm().expect("token realm")),
                     js(t.service()),
                     js(t.issuer()),
                     q(t.root_cert_path())
