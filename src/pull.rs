@@ -376,6 +376,7 @@ fn download_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        position: &|_| None,
     };
     let outcome = transfer::run(&missing, &options.concurrency, reporter, work, None);
     let mut first_error = None;

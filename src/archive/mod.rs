@@ -3,6 +3,7 @@
 //! An archive is read in place and turned into an [`Artifact`] for one chosen image.
 
 pub mod docker;
+pub mod stream;
 pub mod tarball;
 
 use std::collections::HashMap;
@@ -313,6 +314,26 @@ impl BlobSource for Archive {
         // Whoever consumes the bytes (uploader, cache writer) verifies the digest: it is the
         // one that knows whether it reads the blob whole or resumes in the middle.
         self.tarball.open_entry(entry, offset)
+    }
+
+    fn stream_position(&self, blob: &Blob) -> Option<u64> {
+        match self.tarball.compression() {
+            tarball::Compression::Gzip => self.blob_position(&blob.digest),
+            tarball::Compression::None => None,
+        }
+    }
+
+    fn announce(&self, blob: &Blob) -> Option<Box<dyn Send>> {
+        let entry = self.blob_entry(&blob.digest)?;
+        let announcement = self.tarball.announce(entry)?;
+        Some(Box::new(announcement))
+    }
+}
+
+impl Archive {
+    /// Bytes decompressed so far to serve blob reads (0 for a plain tar).
+    pub fn inflated_bytes(&self) -> u64 {
+        self.tarball.inflated_bytes()
     }
 }
 
