@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::{Artifact, Blob, BlobSource, Descriptor, MAX_JSON_BYTES};
 use crate::layout::{self, BlobStore};
 use crate::reference::Reference;
+use crate::sanitize::sanitize;
 use tarball::Tarball;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +240,11 @@ impl Archive {
     }
 
     fn choice_error(&self, problem: &str) -> Error {
-        let labels: Vec<String> = self.candidates.iter().map(Candidate::label).collect();
+        let labels: Vec<String> = self
+            .candidates
+            .iter()
+            .map(|c| sanitize(&c.label()))
+            .collect();
         Error::usage(format!("{problem}; it has: {}", labels.join(", ")))
             .hint("choose one with --source-tag")
     }

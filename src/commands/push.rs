@@ -178,7 +178,7 @@ impl Source {
         Ok(Source {
             artifact,
             kind: "cached image",
-            label: entry.label(),
+            label: crate::sanitize::sanitize(&entry.label()),
             blobs: Box::new(Cache::new(cache.root())),
             _lock: Some(lock),
         })
