@@ -325,6 +325,19 @@ impl Artifact {
 pub trait BlobSource: Send + Sync {
     /// A reader over the blob's bytes from `offset` to its end.
     fn open_blob(&self, blob: &Blob, offset: u64) -> std::io::Result<Box<dyn Read + Send>>;
+
+    /// Where the blob starts in a source that can only be read front to back (a
+    /// whole-gzipped archive): workers then take blobs in this order instead of largest
+    /// first. `None` for sources that seek.
+    fn stream_position(&self, _blob: &Blob) -> Option<u64> {
+        None
+    }
+
+    /// Tells a front-to-back source that a worker is about to read `blob`, so the
+    /// stream is kept for it rather than carried past; dropping the guard withdraws it.
+    fn announce(&self, _blob: &Blob) -> Option<Box<dyn Send>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::image::{
     self, Artifact, Blob, Descriptor, Index, MAX_JSON_BYTES, ManifestKind, RawManifest, media,
 };
+use crate::sanitize::sanitize;
 
 /// Content-addressed read access, the one thing layout reading needs from its storage.
 pub trait BlobStore {
@@ -243,7 +244,10 @@ fn describe_absent<'a>(absent: impl Iterator<Item = &'a Descriptor>) -> String {
         absent.partition(|d| attestation_subject(d).is_some());
     let mut parts = Vec::new();
     if !platforms.is_empty() {
-        let labels: Vec<String> = platforms.iter().map(|d| platform_label(d)).collect();
+        let labels: Vec<String> = platforms
+            .iter()
+            .map(|d| sanitize(&platform_label(d)))
+            .collect();
         parts.push(format!("platforms {}", labels.join(", ")));
     }
     match attestations.len() {

@@ -40,6 +40,7 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
+pub mod sanitize;
 pub mod save;
 pub mod scheduler;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
 use crate::registry::Repository;
 use crate::registry::transport::RetryPolicy;
+use crate::sanitize::sanitize;
 use crate::state::StateDir;
 use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::upload::Progress;
@@ -195,7 +196,7 @@ fn resolve(
             .manifests
             .iter()
             .filter(|d| !is_attestation(d))
-            .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
+            .filter_map(|d| d.platform.as_ref().map(|p| sanitize(&p.to_string())))
             .collect();
         Error::usage(format!(
             "{reference} has no image for {wanted}; it offers {}",
@@ -218,7 +219,7 @@ fn resolve(
         child
             .platform
             .as_ref()
-            .map(Platform::to_string)
+            .map(|p| sanitize(&p.to_string()))
             .unwrap_or_else(|| wanted.to_string()),
         child.digest,
         top.digest
@@ -400,6 +401,7 @@ fn download_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        position: &|_| None,
     };
     let outcome = transfer::run(&missing, &options.concurrency, reporter, work, None);
     let mut first_error = None;

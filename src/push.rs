@@ -378,6 +378,7 @@ fn upload_blobs(
     } = *job;
     let run = |index: usize, progress: Arc<dyn crate::upload::Progress>| {
         let blob = &artifact.blobs[index];
+        let _reading_soon = source.announce(blob);
         match (plan.compresses(blob), &plan.compressor, plan.recipe) {
             (true, Some(compressor), Some(recipe)) => LayerCompression {
                 repository,
@@ -416,6 +417,7 @@ fn upload_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        position: &|index| source.stream_position(&artifact.blobs[index]),
     };
     let read_meter = || {
         plan.compressor

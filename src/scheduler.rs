@@ -72,12 +72,15 @@ impl ClassCaps {
     }
 }
 
+/// (priority, higher first; sending order) -> (size, task).
+type Queue<T> = BTreeMap<(Reverse<u64>, u64), (u64, T)>;
+
 /// A multi-producer multi-consumer channel that hands out the largest task first.
 /// Crossbeam carries one ticket per task (blocking, wake-ups and disconnection come from
 /// it); the ordered map decides which task a ticket buys, so a worker can pass over tasks
 /// whose size class is at its cap.
 pub struct PriorityChannel<T> {
-    queue: Mutex<BTreeMap<(Reverse<u64>, u64), T>>,
+    queue: Mutex<Queue<T>>,
     tickets: Receiver<()>,
     sender: Mutex<Option<Sender<()>>>,
     sequence: AtomicU64,
@@ -100,19 +103,26 @@ impl<T> PriorityChannel<T> {
         Self::default()
     }
 
-    fn queue(&self) -> MutexGuard<'_, BTreeMap<(Reverse<u64>, u64), T>> {
+    fn queue(&self) -> MutexGuard<'_, Queue<T>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a task of `size` bytes; larger tasks run first, equal ones in sending order.
     /// Returns false after `close`.
     pub fn send(&self, size: u64, task: T) -> bool {
+        self.send_with_priority(size, size, task)
+    }
+
+    /// Queues a task of `size` bytes (for the size-class caps) that runs before tasks of
+    /// lower `priority`.
+    pub fn send_with_priority(&self, priority: u64, size: u64, task: T) -> bool {
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let Some(sender) = sender.as_ref() else {
             return false;
         };
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        self.queue().insert((Reverse(size), sequence), task);
+        self.queue()
+            .insert((Reverse(priority), sequence), (size, task));
         sender.send(()).is_ok()
     }
 
@@ -135,11 +145,14 @@ impl<T> PriorityChannel<T> {
         self.tickets.recv().is_ok()
     }
 
-    /// Removes the largest task whose size `admit` accepts.
+    /// Removes the first task (by priority) whose size `admit` accepts.
     fn take_first(&self, admit: impl Fn(u64) -> bool) -> Option<(u64, T)> {
         let mut queue = self.queue();
-        let key = *queue.keys().find(|(Reverse(size), _)| admit(*size))?;
-        queue.remove(&key).map(|task| (key.0.0, task))
+        let key = *queue
+            .iter()
+            .find(|(_, (size, _))| admit(*size))
+            .map(|(key, _)| key)?;
+        queue.remove(&key)
     }
 
     /// Tasks queued and not yet taken by a worker.

@@ -78,6 +78,9 @@ pub struct Work<'a, R> {
     pub run: &'a (dyn Fn(usize, Arc<dyn Progress>) -> R + Sync),
     pub describe: &'a (dyn Fn(usize, &R, Duration) -> String + Sync),
     pub fatal: &'a (dyn Fn(&R) -> bool + Sync),
+    /// Where a blob starts in a source read front to back (a whole-gzipped archive), see
+    /// [`crate::image::BlobSource::stream_position`]; such blobs go in stream order.
+    pub position: &'a (dyn Fn(usize) -> Option<u64> + Sync),
 }
 
 /// The compression threads' meter, for transfers that compress on the way: the monitor
@@ -97,8 +100,12 @@ pub fn run<R: Send>(
     reporter.begin_layers(blobs);
     let queue = PriorityChannel::new();
     for (index, blob) in blobs.iter().enumerate() {
-        // Largest first: the longest transfer starts first and nothing big straggles.
-        queue.send(blob.size, index);
+        match (work.position)(index) {
+            // A stream read out of order is inflated again from its top for every blob.
+            Some(position) => queue.send_with_priority(u64::MAX - position, blob.size, index),
+            // Largest first: the longest transfer starts first and nothing big straggles.
+            None => queue.send(blob.size, index),
+        };
     }
     let initial = concurrency.initial(blobs.len());
     let gate = Gate::with_caps(initial, concurrency.class_caps);

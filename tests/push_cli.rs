@@ -263,6 +263,125 @@ fn missing_required_flags_are_argh_usage_errors_with_exit_2() {
 }
 
 #[test]
+fn absurd_numeric_flags_are_usage_errors_naming_the_allowed_range() {
+    let f = fixture(10, &[1_000]);
+    let source = f.file.to_str().unwrap();
+    let push = |flag: &'static str, value: &'static str| {
+        vec![
+            "push",
+            "--source",
+            source,
+            "--target",
+            "127.0.0.1:1/x:1",
+            "--dry-run",
+            flag,
+            value,
+        ]
+    };
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            push("--compress-threads", "1000000"),
+            "--compress-threads 1000000",
+            "1 to 256",
+        ),
+        (
+            push("--max-concurrent", "1000000"),
+            "--max-concurrent 1000000",
+            "1 to 64",
+        ),
+        (
+            push("--max-concurrent", "0"),
+            "--max-concurrent 0",
+            "1 to 64",
+        ),
+        (
+            push("--small-file-concurrent", "100000"),
+            "--small-file-concurrent",
+            "1 to 64",
+        ),
+        (
+            push("--large-file-concurrent", "0"),
+            "--large-file-concurrent",
+            "1 to 64",
+        ),
+        (
+            push("--retry-attempts", "4000000000"),
+            "--retry-attempts",
+            "0 to 100",
+        ),
+        (
+            push("--timeout", "18446744073709551615"),
+            "--timeout",
+            "1 to 86400",
+        ),
+        (push("--timeout", "0"), "--timeout 0", "1 to 86400"),
+        (
+            push("--chunk-size", "1T"),
+            "--chunk-size",
+            "512 to 4294967296",
+        ),
+        (push("--chunk-size", "1"), "--chunk-size 1 ", "512 to"),
+        (
+            push("--large-layer-threshold", "1000T"),
+            "--large-layer-threshold",
+            "1 to",
+        ),
+        (
+            vec![
+                "push",
+                "--source",
+                source,
+                "--target",
+                "127.0.0.1:1/x:1",
+                "--dry-run",
+                "--enable-dynamic-concurrency",
+                "--speed-threshold",
+                "1e300",
+            ],
+            "--speed-threshold",
+            "up to 100000",
+        ),
+        (
+            vec!["pull", "--max-concurrent", "1000000", "x:1"],
+            "--max-concurrent",
+            "1 to 64",
+        ),
+        (
+            vec!["verify", "--max-concurrent", "1000000"],
+            "--max-concurrent",
+            "1 to 64",
+        ),
+        (
+            vec![
+                "save",
+                "-o",
+                "/nonexistent/out.tar",
+                "--compress",
+                "gzip",
+                "--compress-threads",
+                "1000000",
+                "x:1",
+            ],
+            "--compress-threads",
+            "1 to 256",
+        ),
+    ];
+    for (args, names, range) in cases {
+        let run = pusher().args(&args).run();
+        let run = run.failure(2);
+        let lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.contains(names) && l.contains(range)),
+            "{args:?}: the error names the flag and its range\n{run}"
+        );
+    }
+}
+
+#[test]
 fn help_prints_usage_and_exits_0() {
     let run = pusher().args(["push", "--help"]).run().success();
     for flag in [

@@ -3,6 +3,7 @@
 //! An archive is read in place and turned into an [`Artifact`] for one chosen image.
 
 pub mod docker;
+pub mod stream;
 pub mod tarball;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::{Artifact, Blob, BlobSource, Descriptor, MAX_JSON_BYTES};
 use crate::layout::{self, BlobStore};
 use crate::reference::Reference;
+use crate::sanitize::sanitize;
 use tarball::Tarball;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +240,11 @@ impl Archive {
     }
 
     fn choice_error(&self, problem: &str) -> Error {
-        let labels: Vec<String> = self.candidates.iter().map(Candidate::label).collect();
+        let labels: Vec<String> = self
+            .candidates
+            .iter()
+            .map(|c| sanitize(&c.label()))
+            .collect();
         Error::usage(format!("{problem}; it has: {}", labels.join(", ")))
             .hint("choose one with --source-tag")
     }
@@ -313,6 +319,26 @@ impl BlobSource for Archive {
         // Whoever consumes the bytes (uploader, cache writer) verifies the digest: it is the
         // one that knows whether it reads the blob whole or resumes in the middle.
         self.tarball.open_entry(entry, offset)
+    }
+
+    fn stream_position(&self, blob: &Blob) -> Option<u64> {
+        match self.tarball.compression() {
+            tarball::Compression::Gzip => self.blob_position(&blob.digest),
+            tarball::Compression::None => None,
+        }
+    }
+
+    fn announce(&self, blob: &Blob) -> Option<Box<dyn Send>> {
+        let entry = self.blob_entry(&blob.digest)?;
+        let announcement = self.tarball.announce(entry)?;
+        Some(Box::new(announcement))
+    }
+}
+
+impl Archive {
+    /// Bytes decompressed so far to serve blob reads (0 for a plain tar).
+    pub fn inflated_bytes(&self) -> u64 {
+        self.tarball.inflated_bytes()
     }
 }
 

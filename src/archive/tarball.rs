@@ -1,16 +1,17 @@
 //! Reading a tar archive in place: one scan records where each entry's bytes are, then
 //! any entry can be streamed from its offset without unpacking anything to disk. Works on
-//! plain tar files (seek) and on whole-archive gzip (`docker save | gzip`, decompressed
-//! again up to the offset, with decoders parked for reuse so sequential reads stay cheap).
+//! plain tar files (seek) and on whole-archive gzip (`docker save | gzip`, read front to
+//! back by decoders handed from one reader to the next, see `stream`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
+use super::stream::{Announcement, GzipStream};
 use crate::error::{Error, Result, io_error};
 
 /// Where an entry's bytes are in the (decompressed) tar stream.
@@ -37,7 +38,8 @@ pub struct Tarball {
     files: HashMap<String, Entry>,
     links: HashMap<String, String>,
     captured: HashMap<String, Vec<u8>>,
-    decoders: Arc<Mutex<Vec<ParkedDecoder>>>,
+    /// Set for a gzipped archive: the one decompressed stream every reader shares.
+    stream: Option<Arc<GzipStream>>,
 }
 
 impl Tarball {
@@ -50,7 +52,7 @@ impl Tarball {
             files: HashMap::new(),
             links: HashMap::new(),
             captured: HashMap::new(),
-            decoders: Arc::default(),
+            stream: (compression == Compression::Gzip).then(|| GzipStream::new(path.to_path_buf())),
         };
         let length = file
             .metadata()
@@ -246,51 +248,27 @@ impl Tarball {
                 )))
             }
             Compression::Gzip => {
-                let decoder = self.gzip_decoder_at(start)?;
+                let stream = self
+                    .stream
+                    .as_ref()
+                    .expect("a gzipped archive has a stream");
                 Ok(Box::new(ExactReader::new(
-                    ParkingReader {
-                        decoder: Some(decoder),
-                        remaining: length,
-                        pool: self.decoders.clone(),
-                    },
+                    stream.reader(entry.offset, start, length)?,
                     length,
                 )))
             }
         }
     }
 
-    /// A decoder positioned at `offset`: the nearest parked one before it, or a new one.
-    fn gzip_decoder_at(&self, offset: u64) -> io::Result<ParkedDecoder> {
-        let reused = {
-            let mut parked = self.decoders.lock().unwrap_or_else(|p| p.into_inner());
-            let best = parked
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.position <= offset)
-                .max_by_key(|(_, d)| d.position)
-                .map(|(i, _)| i);
-            best.map(|i| parked.swap_remove(i))
-        };
-        let mut decoder = match reused {
-            Some(decoder) => decoder,
-            None => ParkedDecoder {
-                position: 0,
-                decoder: MultiGzDecoder::new(BufReader::with_capacity(
-                    1 << 16,
-                    File::open(&self.path)?,
-                )),
-            },
-        };
-        let gap = offset - decoder.position;
-        let skipped = io::copy(&mut (&mut decoder.decoder).take(gap), &mut io::sink())?;
-        if skipped != gap {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ended early",
-            ));
-        }
-        decoder.position = offset;
-        Ok(decoder)
+    /// Says that `entry` will be read soon, so that in a gzipped archive the decoder
+    /// coming its way waits for it instead of being carried past. `None` for a plain tar.
+    pub fn announce(&self, entry: Entry) -> Option<Announcement> {
+        self.stream.as_ref().map(|s| s.announce(entry.offset))
+    }
+
+    /// Bytes decompressed so far to serve entry reads (0 for a plain tar).
+    pub fn inflated_bytes(&self) -> u64 {
+        self.stream.as_ref().map_or(0, |s| s.inflated())
     }
 }
 
@@ -366,54 +344,6 @@ fn resolve_symlink(link: &str, target: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-struct ParkedDecoder {
-    position: u64,
-    decoder: MultiGzDecoder<BufReader<File>>,
-}
-
-/// At most this many gzip decoders wait for reuse; each holds a 32 KiB window and buffers.
-const MAX_PARKED_DECODERS: usize = 4;
-
-/// Reads one entry from a shared-position gzip decoder and parks the decoder afterwards,
-/// so the next entry in archive order continues where this one stopped.
-struct ParkingReader {
-    decoder: Option<ParkedDecoder>,
-    remaining: u64,
-    pool: Arc<Mutex<Vec<ParkedDecoder>>>,
-}
-
-impl Read for ParkingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return Ok(0);
-        };
-        let limit = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        if limit == 0 {
-            return Ok(0);
-        }
-        let n = decoder.decoder.read(&mut buf[..limit])?;
-        decoder.position += n as u64;
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-impl Drop for ParkingReader {
-    fn drop(&mut self) {
-        if let Some(decoder) = self.decoder.take() {
-            let mut parked = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if parked.len() >= MAX_PARKED_DECODERS {
-                // Keep the furthest-along decoders: they can serve the most offsets.
-                parked.sort_by_key(|d| std::cmp::Reverse(d.position));
-                parked.truncate(MAX_PARKED_DECODERS - 1);
-            }
-            parked.push(decoder);
-        }
-    }
 }
 
 /// Turns a short read into an error: a truncated archive must not look like a short blob.

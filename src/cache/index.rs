@@ -10,6 +10,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{ANNOTATION_REF_NAME, Platform, media};
 use crate::reference::Reference;
+use crate::sanitize::sanitize;
 
 /// When the image entered the cache (RFC 3339, UTC), shown by `list`.
 pub const ANNOTATION_ADDED: &str = "vnd.docker-image-pusher.added";
@@ -180,7 +181,10 @@ impl CacheIndex {
             ))
             .hint("pull or extract it first; `docker-image-pusher list` shows what is cached")),
             _ => {
-                let names: Vec<String> = found.iter().map(|&i| self.manifests[i].label()).collect();
+                let names: Vec<String> = found
+                    .iter()
+                    .map(|&i| sanitize(&self.manifests[i].label()))
+                    .collect();
                 Err(Error::usage(format!(
                     "\"{query}\" matches several cached images: {}",
                     names.join(", ")

@@ -75,6 +75,32 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("\"{text}\" is not a usable size"))
 }
 
+/// What numeric settings may be: beyond these a value is a typo or an attack, and would
+/// spawn a million threads, allocate a terabyte or wait for years.
+pub mod limits {
+    pub const CONCURRENT: (usize, usize) = (1, 64);
+    pub const COMPRESS_THREADS: (usize, usize) = (1, 256);
+    pub const RETRY_ATTEMPTS: (u32, u32) = (0, 100);
+    pub const TIMEOUT_SECONDS: (u64, u64) = (1, 86_400);
+    pub const CHUNK_SIZE: (u64, u64) = (512, 4 << 30);
+    pub const LARGE_LAYER_THRESHOLD: (u64, u64) = (1, 1 << 40);
+    pub const SPEED_THRESHOLD_MB: f64 = 100_000.0;
+}
+
+/// Refuses a setting outside `(min, max)` with a usage error naming the allowed range.
+pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    value: T,
+    flag: &str,
+    (min, max): (T, T),
+) -> Result<T> {
+    if value >= min && value <= max {
+        return Ok(value);
+    }
+    Err(Error::usage(format!(
+        "{flag} {value} is out of range: use {min} to {max}"
+    )))
+}
+
 /// Subcommand aliases users know from the earlier versions.
 fn canonical_subcommand(name: &str) -> Option<&'static str> {
     match name {
@@ -208,8 +234,7 @@ pub fn compress_setting(flag: Option<&str>, env: Env) -> Result<crate::compress:
 /// by default.
 pub fn compress_threads_setting(flag: Option<usize>, env: Env) -> Result<usize> {
     match optional_number(flag, env, "DOCKER_PUSHER_COMPRESS_THREADS")? {
-        Some(0) => Err(Error::usage("--compress-threads must be at least 1")),
-        Some(n) => Ok(n),
+        Some(n) => in_range(n, "--compress-threads", limits::COMPRESS_THREADS),
         None => Ok(crate::compress::Compressor::default_threads()),
     }
 }

@@ -28,7 +28,9 @@ pub struct ConcurrencyFlags {
 /// How many transfers run at once, resolved from flags, environment and defaults;
 /// `default_fixed` is the command's own fixed concurrency.
 pub fn resolve(args: &ConcurrencyFlags, env: Env, default_fixed: usize) -> Result<Concurrency> {
-    let max = cli::optional_number(args.max_concurrent, env, "DOCKER_PUSHER_MAX_CONCURRENT")?;
+    let max = cli::optional_number(args.max_concurrent, env, "DOCKER_PUSHER_MAX_CONCURRENT")?
+        .map(|n| cli::in_range(n, "--max-concurrent", cli::limits::CONCURRENT))
+        .transpose()?;
     let dynamic = cli::optional_switch(
         args.enable_dynamic,
         env,
@@ -68,18 +70,22 @@ pub fn resolve(args: &ConcurrencyFlags, env: Env, default_fixed: usize) -> Resul
             "--min-concurrent {min} must be between 1 and --max-concurrent {max}"
         )));
     }
-    let speed_target =
-        cli::optional_number(args.speed_threshold, env, "DOCKER_PUSHER_SPEED_THRESHOLD")?
-            .map(|mb| {
-                if mb.is_finite() && mb > 0.0 {
-                    Ok(mb * 1_000_000.0)
-                } else {
-                    Err(Error::usage(format!(
-                        "--speed-threshold {mb} is not a positive number of MB/s"
-                    )))
-                }
-            })
-            .transpose()?;
+    let speed_target = cli::optional_number(
+        args.speed_threshold,
+        env,
+        "DOCKER_PUSHER_SPEED_THRESHOLD",
+    )?
+    .map(|mb| {
+        let most = cli::limits::SPEED_THRESHOLD_MB;
+        if mb.is_finite() && mb > 0.0 && mb <= most {
+            Ok(mb * 1_000_000.0)
+        } else {
+            Err(Error::usage(format!(
+                "--speed-threshold {mb} is out of range: use a positive number of MB/s up to {most}"
+            )))
+        }
+    })
+    .transpose()?;
     let check_interval = cli::number_setting(
         args.speed_check_interval,
         env,
@@ -104,10 +110,9 @@ fn cap(flag: Option<usize>, env: Env, name: &str) -> Result<Option<usize>> {
         "DOCKER_PUSHER_{}",
         name.replace('-', "_").to_ascii_uppercase()
     );
-    match cli::optional_number(flag, env, &variable)? {
-        Some(0) => Err(Error::usage(format!("--{name} must be at least 1"))),
-        other => Ok(other),
-    }
+    cli::optional_number(flag, env, &variable)?
+        .map(|n| cli::in_range(n, &format!("--{name}"), cli::limits::CONCURRENT))
+        .transpose()
 }
 
 #[cfg(test)]

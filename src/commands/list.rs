@@ -6,6 +6,7 @@ use crate::cli::{self, Env, ListArgs};
 use crate::error::Result;
 use crate::image::{Platform, media};
 use crate::progress::human_bytes;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Listed {
@@ -67,6 +68,8 @@ fn describe(cache: &Cache, entry: &Entry) -> Listed {
 }
 
 /// The table `list` prints: one row per name, columns as wide as their widest cell.
+/// Names, platforms and dates come from files anyone could have written into the cache,
+/// so every cell is sanitized (which also bounds the column widths).
 pub fn table(listed: &[Listed]) -> String {
     let mut rows = vec![[
         "REFERENCE".to_string(),
@@ -82,19 +85,22 @@ pub fn table(listed: &[Listed]) -> String {
             (None, [one]) if !media::is_index(&item.media_type) => one.clone(),
             (None, platforms) => platforms.join(","),
         };
-        rows.push([
-            item.reference
-                .clone()
-                .unwrap_or_else(|| "<none>".to_string()),
-            item.digest.chars().take("sha256:".len() + 12).collect(),
-            platform,
-            item.layers.to_string(),
-            human_bytes(item.size),
-            item.added
-                .as_deref()
-                .map(|a| a.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC")
-                .unwrap_or_else(|| "-".to_string()),
-        ]);
+        rows.push(
+            [
+                item.reference
+                    .clone()
+                    .unwrap_or_else(|| "<none>".to_string()),
+                item.digest.chars().take("sha256:".len() + 12).collect(),
+                platform,
+                item.layers.to_string(),
+                human_bytes(item.size),
+                item.added
+                    .as_deref()
+                    .map(|a| a.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC")
+                    .unwrap_or_else(|| "-".to_string()),
+            ]
+            .map(|cell| sanitize(&cell)),
+        );
     }
     let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -104,7 +110,11 @@ pub fn table(listed: &[Listed]) -> String {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            // By hand: `format!`'s width is limited to u16 and panics beyond it.
+            .map(|(cell, width)| {
+                let pad = width.saturating_sub(cell.chars().count());
+                format!("{cell}{}", " ".repeat(pad))
+            })
             .collect();
         out.push_str(cells.join("   ").trim_end());
         out.push('\n');
@@ -142,5 +152,28 @@ mod tests {
         assert!(lines[2].starts_with("<none>"));
         let column = |line: &str| line.find("sha256:").unwrap();
         assert_eq!(column(lines[1]), column(lines[2]));
+    }
+
+    #[test]
+    fn hostile_cache_fields_are_printed_inert_and_cut() {
+        let long_arch = format!("linux/{}", "a".repeat(70_000));
+        let item = Listed {
+            reference: Some("evil:1\x1b]0;pwned\x07\x1b[2J".to_string()),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            media_type: media::OCI_MANIFEST.to_string(),
+            platforms: vec![long_arch],
+            layers: 1,
+            size: 10,
+            added: Some("2024-03-15T10:20:30Z\u{9b}31m".to_string()),
+            problem: None,
+        };
+        let text = table(&[item]);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil:1"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() < 1_000), "{text}");
+        assert!(text.contains('…'), "{text}");
     }
 }

@@ -136,17 +136,17 @@ impl Connection {
             "DOCKER_PUSHER_TIMEOUT",
             DEFAULT_TIMEOUT_SECONDS,
         )?;
+        let timeout = cli::in_range(timeout, "--timeout", cli::limits::TIMEOUT_SECONDS)?;
         Ok(Connection {
             plain_http: flags.plain_http,
             allow_plain_http: flags.allow_plain_http,
             skip_tls: cli::switch_setting(flags.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
             ca_certs: flags.ca_cert.to_vec(),
-            timeout: Duration::from_secs(timeout.max(1)),
-            retry_attempts: cli::number_setting(
-                flags.retry_attempts,
-                env,
-                "DOCKER_PUSHER_RETRY_ATTEMPTS",
-                3,
+            timeout: Duration::from_secs(timeout),
+            retry_attempts: cli::in_range(
+                cli::number_setting(flags.retry_attempts, env, "DOCKER_PUSHER_RETRY_ATTEMPTS", 3)?,
+                "--retry-attempts",
+                cli::limits::RETRY_ATTEMPTS,
             )?,
             username: flags.username.clone(),
             password: flags.password.clone(),

@@ -43,17 +43,25 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     )?;
     let options = PushOptions {
         upload: UploadOptions {
-            large_layer_threshold: cli::size_setting(
-                args.large_layer_threshold,
-                env,
-                "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
-                DEFAULT_LARGE_LAYER_THRESHOLD,
+            large_layer_threshold: cli::in_range(
+                cli::size_setting(
+                    args.large_layer_threshold,
+                    env,
+                    "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
+                    DEFAULT_LARGE_LAYER_THRESHOLD,
+                )?,
+                "--large-layer-threshold",
+                cli::limits::LARGE_LAYER_THRESHOLD,
             )?,
-            chunk_size: cli::size_setting(
-                args.chunk_size,
-                env,
-                "DOCKER_PUSHER_CHUNK_SIZE",
-                DEFAULT_CHUNK_SIZE,
+            chunk_size: cli::in_range(
+                cli::size_setting(
+                    args.chunk_size,
+                    env,
+                    "DOCKER_PUSHER_CHUNK_SIZE",
+                    DEFAULT_CHUNK_SIZE,
+                )?,
+                "--chunk-size",
+                cli::limits::CHUNK_SIZE,
             )?,
             force: args.force_upload,
             mount_from: args.mount_from.clone(),
@@ -171,7 +179,7 @@ impl Source {
         Ok(Source {
             artifact,
             kind: "cached image",
-            label: entry.label(),
+            label: crate::sanitize::sanitize(&entry.label()),
             blobs: Box::new(Cache::new(cache.root())),
             _lock: Some(lock),
         })

@@ -10,12 +10,13 @@ use crate::verify;
 pub fn run_verify(args: VerifyArgs, env: Env) -> Result<()> {
     let reporter = Reporter::new(verbosity(args.quiet, false));
     let cache = Cache::new(cli::cache_dir_setting(args.cache_dir.as_deref(), env));
-    let workers = args.max_concurrent.unwrap_or_else(|| {
-        std::thread::available_parallelism()
+    let workers = match args.max_concurrent {
+        Some(n) => cli::in_range(n, "--max-concurrent", cli::limits::CONCURRENT)?,
+        None => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
-            .min(4)
-    });
+            .min(4),
+    };
     let report = verify::verify(
         &cache,
         &args.images,

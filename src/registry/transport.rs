@@ -17,6 +17,7 @@ use super::credentials::Credentials;
 use super::origin::{self, Origin, Pointer};
 use crate::error::{Error, Result};
 use crate::reference::Scheme;
+use crate::sanitize::{sanitize, sanitize_to};
 
 /// A sink for the per-request log (`--verbose`). Messages never contain credentials.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -190,7 +191,8 @@ impl Response {
     }
 }
 
-/// Extracts the first error's code and message from a distribution error body.
+/// Extracts the first error's code and message from a distribution error body, made safe
+/// to print (the registry wrote them, and they end up on the user's terminal).
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     #[derive(serde::Deserialize)]
     struct Errors {
@@ -207,21 +209,11 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
         Ok(Errors { errors }) if !errors.is_empty() => {
             let first = &errors[0];
             (
-                Some(first.code.clone()).filter(|c| !c.is_empty()),
-                first.message.clone(),
+                Some(sanitize_to(&first.code, 64)).filter(|c| !c.is_empty()),
+                sanitize(first.message.trim()),
             )
         }
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            (
-                None,
-                text.chars()
-                    .take(200)
-                    .collect::<String>()
-                    .trim()
-                    .to_string(),
-            )
-        }
+        _ => (None, sanitize(String::from_utf8_lossy(body).trim())),
     }
 }
 
@@ -953,6 +945,21 @@ mod tests {
         assert_eq!(code.as_deref(), Some("NAME_UNKNOWN"));
         assert_eq!(message, "repository name not known to registry");
         assert_eq!(parse_error_body(b"oops").1, "oops");
+    }
+
+    #[test]
+    fn error_bodies_lose_their_escape_sequences_and_length() {
+        let hostile = "{\"errors\":[{\"code\":\"DENIED\\u001b[2J\",\"message\":\"no\\u001b]0;pwned\\u0007\"}]}";
+        let (code, message) = parse_error_body(hostile.as_bytes());
+        assert_eq!(code.as_deref(), Some("DENIED\u{FFFD}[2J"));
+        assert_eq!(message, "no\u{FFFD}]0;pwned\u{FFFD}");
+        let (_, message) =
+            parse_error_body(format!("<html>\x1b[31m{}", "x".repeat(10_000)).as_bytes());
+        assert!(!message.contains('\x1b'), "{message}");
+        assert!(
+            message.chars().count() <= crate::sanitize::MAX_CHARS,
+            "{message}"
+        );
     }
 
     #[test]

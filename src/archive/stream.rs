@@ -1,0 +1,356 @@
+//! Reading a whole-gzipped archive (`docker save | gzip`) front to back, once, however many
+//! readers want pieces of it. Gzip cannot seek: reaching offset X means inflating every
+//! byte before it. So decoders are lent to readers and parked again where they stopped,
+//! and a reader waits for a decoder that is coming its way (lent to a reader of an earlier
+//! entry, or parked before an entry another reader has asked for) rather than starting a
+//! new one from the top. Waits only ever point backwards in the stream, so they end.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use flate2::read::MultiGzDecoder;
+
+/// At most this many decoders wait for reuse; each holds a 32 KiB window and buffers.
+const MAX_PARKED: usize = 4;
+
+pub struct GzipStream {
+    path: PathBuf,
+    state: Mutex<State>,
+    changed: Condvar,
+    inflated: AtomicU64,
+    restarts: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    parked: Vec<Decoder>,
+    /// Where each lent decoder will be parked at the latest (its reader's end).
+    lent: Vec<u64>,
+    /// Offsets readers have announced or are waiting at: a decoder parked before one of
+    /// them is theirs, and nobody may carry it past.
+    claims: Vec<u64>,
+}
+
+struct Decoder {
+    position: u64,
+    inner: MultiGzDecoder<BufReader<File>>,
+}
+
+impl GzipStream {
+    pub fn new(path: PathBuf) -> Arc<GzipStream> {
+        Arc::new(GzipStream {
+            path,
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            inflated: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes inflated so far by readers (skipped or read), for tests and diagnostics.
+    pub fn inflated(&self) -> u64 {
+        self.inflated.load(Ordering::Relaxed)
+    }
+
+    /// Decoders started from the top of the stream.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Announces that an entry starting at `offset` will be read soon; until the reader
+    /// opens it (or the guard is dropped), decoders before it are kept for it.
+    pub fn announce(self: &Arc<Self>, offset: u64) -> Announcement {
+        self.state().claims.push(offset);
+        Announcement {
+            stream: self.clone(),
+            offset: Some(offset),
+        }
+    }
+
+    /// A reader of `length` bytes from `start`, inside the entry that begins at `entry`.
+    pub fn reader(self: &Arc<Self>, entry: u64, start: u64, length: u64) -> io::Result<Reader> {
+        let decoder = self.lend(entry, start, start.saturating_add(length))?;
+        Ok(Reader {
+            decoder: Some(decoder),
+            remaining: length,
+            stream: self.clone(),
+        })
+    }
+
+    fn lend(&self, entry: u64, start: u64, end: u64) -> io::Result<Decoder> {
+        let mut state = self.state();
+        // This reader's announcement (at its entry) becomes a claim where it starts.
+        remove_one(&mut state.claims, entry);
+        state.claims.push(start);
+        self.changed.notify_all();
+        let taken = loop {
+            let best = state
+                .parked
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.position <= start)
+                .max_by_key(|(_, d)| d.position)
+                .map(|(i, d)| (i, d.position));
+            let claimed_before = |from: u64| state.claims.iter().any(|&c| from <= c && c < start);
+            match best {
+                Some((i, position)) if !claimed_before(position) => {
+                    break Some(state.parked.swap_remove(i));
+                }
+                Some(_) => {}
+                None if state.lent.iter().any(|&b| b <= start) || claimed_before(0) => {}
+                None => break None,
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        };
+        remove_one(&mut state.claims, start);
+        state.lent.push(end);
+        drop(state);
+        self.changed.notify_all();
+        let prepared = match taken {
+            Some(decoder) => Ok(decoder),
+            None => self.open_from_top(),
+        }
+        .and_then(|decoder| self.advance(decoder, start));
+        if prepared.is_err() {
+            self.give_back(None, end);
+        }
+        prepared
+    }
+
+    fn open_from_top(&self) -> io::Result<Decoder> {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        let file = File::open(&self.path)?;
+        Ok(Decoder {
+            position: 0,
+            inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)),
+        })
+    }
+
+    fn advance(&self, mut decoder: Decoder, to: u64) -> io::Result<Decoder> {
+        let gap = to - decoder.position;
+        let skipped = io::copy(&mut (&mut decoder.inner).take(gap), &mut io::sink())?;
+        self.inflated.fetch_add(skipped, Ordering::Relaxed);
+        if skipped != gap {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ended early",
+            ));
+        }
+        decoder.position = to;
+        Ok(decoder)
+    }
+
+    /// Ends a loan: the decoder (if it is still usable) waits for the next reader.
+    fn give_back(&self, decoder: Option<Decoder>, end: u64) {
+        let mut state = self.state();
+        remove_one(&mut state.lent, end);
+        if let Some(decoder) = decoder {
+            if state.parked.len() >= MAX_PARKED {
+                // Keep the furthest-along decoders: they can serve the most offsets.
+                state.parked.sort_by_key(|d| std::cmp::Reverse(d.position));
+                state.parked.truncate(MAX_PARKED - 1);
+            }
+            state.parked.push(decoder);
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+fn remove_one(list: &mut Vec<u64>, value: u64) {
+    if let Some(i) = list.iter().position(|&v| v == value) {
+        list.swap_remove(i);
+    }
+}
+
+/// Withdraws an announcement the reader did not take up (the blob was already there, the
+/// upload failed before reading).
+pub struct Announcement {
+    stream: Arc<GzipStream>,
+    offset: Option<u64>,
+}
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        if let Some(offset) = self.offset.take() {
+            // Opening the entry already consumed the claim if it happened; removing a
+            // claim that is not there is harmless.
+            let mut state = self.stream.state();
+            remove_one(&mut state.claims, offset);
+            drop(state);
+            self.stream.changed.notify_all();
+        }
+    }
+}
+
+/// Reads one piece of the stream and parks its decoder afterwards, so the reader of the
+/// next entry continues where this one stopped.
+pub struct Reader {
+    decoder: Option<Decoder>,
+    remaining: u64,
+    stream: Arc<GzipStream>,
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(0);
+        };
+        let limit = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        if limit == 0 {
+            return Ok(0);
+        }
+        let n = decoder.inner.read(&mut buf[..limit])?;
+        decoder.position += n as u64;
+        self.remaining -= n as u64;
+        self.stream.inflated.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(decoder) = self.decoder.take() {
+            let end = decoder.position + self.remaining;
+            self.stream.give_back(Some(decoder), end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use crate::archive::Archive;
+    use crate::digest::Digest;
+    use crate::image::BlobSource;
+    use crate::image::media::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
+    use crate::progress::{Reporter, Verbosity};
+    use crate::transfer::{self, Concurrency};
+
+    fn noise(seed: u64, size: usize) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..size)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as u8
+            })
+            .collect()
+    }
+
+    /// An OCI archive of one image with `count` layers, gzipped whole. The manifest lists
+    /// the layers in the reverse of their archive order and the later ones are larger, so
+    /// neither manifest order nor largest first reads the stream front to back. Returns
+    /// the file and the length of the decompressed tar.
+    fn gzipped_many_layers(count: usize) -> (tempfile::NamedTempFile, u64) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes).unwrap();
+        };
+        let mut layers = Vec::new();
+        for i in 0..count {
+            let bytes = noise(i as u64, 8_000 + 40 * i);
+            let digest = Digest::of(&bytes);
+            add(&format!("blobs/sha256/{}", digest.hex()), &bytes);
+            layers.push((digest, bytes.len()));
+        }
+        layers.reverse();
+        let diff_ids: Vec<String> = layers.iter().map(|(d, _)| d.to_string()).collect();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        })
+        .to_string();
+        let config_digest = Digest::of(config.as_bytes());
+        add(
+            &format!("blobs/sha256/{}", config_digest.hex()),
+            config.as_bytes(),
+        );
+        let descriptors: Vec<_> = layers
+            .iter()
+            .map(|(d, size)| serde_json::json!({"mediaType": OCI_LAYER, "digest": d.to_string(), "size": size}))
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+            "layers": descriptors,
+        })
+        .to_string();
+        let manifest_digest = Digest::of(manifest.as_bytes());
+        add(
+            &format!("blobs/sha256/{}", manifest_digest.hex()),
+            manifest.as_bytes(),
+        );
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": manifest_digest.to_string(), "size": manifest.len()}],
+        })
+        .to_string();
+        add("index.json", index.as_bytes());
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        let plain = tar.into_inner().unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut encoder =
+            flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+        encoder.write_all(&plain).unwrap();
+        encoder.finish().unwrap();
+        (file, plain.len() as u64)
+    }
+
+    #[test]
+    fn a_gzipped_archive_is_inflated_once_however_many_workers_read_its_layers() {
+        let (file, stream_length) = gzipped_many_layers(200);
+        let mut archive = Archive::open(file.path()).unwrap();
+        let artifact = archive.select(None, None).unwrap();
+        assert_eq!(artifact.blobs.len(), 201, "200 layers and the config");
+        let reporter = Arc::new(Reporter::new(Verbosity::Quiet));
+        let source: &dyn BlobSource = &archive;
+        let run = |index: usize, _progress: Arc<dyn crate::upload::Progress>| {
+            let blob = &artifact.blobs[index];
+            let _reading_soon = source.announce(blob);
+            // Workers reach the read at different moments, as HEAD and POST would make them.
+            std::thread::sleep(std::time::Duration::from_millis((index % 3) as u64));
+            let mut bytes = Vec::new();
+            source
+                .open_blob(blob, 0)
+                .and_then(|mut r| r.read_to_end(&mut bytes))
+                .unwrap();
+            Digest::of(&bytes) == blob.digest
+        };
+        let work = transfer::Work {
+            run: &run,
+            describe: &|_, _, _| String::new(),
+            fatal: &|_| false,
+            position: &|index| source.stream_position(&artifact.blobs[index]),
+        };
+        let outcome = transfer::run(
+            &artifact.blobs,
+            &Concurrency::fixed(8),
+            &reporter,
+            work,
+            None,
+        );
+        assert!(outcome.finished.iter().all(|f| f.result));
+        let inflated = archive.inflated_bytes();
+        assert!(
+            inflated <= stream_length,
+            "inflated {inflated} bytes to read a {stream_length}-byte stream"
+        );
+    }
+}
