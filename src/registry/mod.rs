@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod retry;
 pub mod rules;
 pub mod transport;
 
