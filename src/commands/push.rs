@@ -112,7 +112,7 @@ fn push_resolved(
     let source = if path.exists() {
         Source::archive(path, args.source_tag.as_deref(), target_tag)?
     } else {
-        Source::cached(&cache, &args.source, &reporter)?
+        Source::cached(&cache, &args.source, reporter)?
     };
     let artifact = &source.artifact;
     reporter.info(&format!(
@@ -125,24 +125,24 @@ fn push_resolved(
     for note in &artifact.notes {
         reporter.warn(note);
     }
-    let repository = connection.open(&target, env, &reporter, "pull,push")?;
+    let repository = connection.open(target, env, reporter, "pull,push")?;
     let report = push::push(
         artifact,
         source.blobs.as_ref(),
         &repository,
-        &target,
+        target,
         &options,
         (!options.dry_run).then_some(&state),
-        &reporter,
+        reporter,
     )?;
     reporter.detail(&push::resume_line(&report));
     if args.json {
         let json = serde_json::to_string(&report).unwrap_or_default();
         reporter.result(&json);
     } else if report.dry_run {
-        reporter.result(&format!("dry run: {}", push::result_line(&target, &report)));
+        reporter.result(&format!("dry run: {}", push::result_line(target, &report)));
     } else {
-        reporter.result(&push::result_line(&target, &report));
+        reporter.result(&push::result_line(target, &report));
     }
     Ok(())
 }
