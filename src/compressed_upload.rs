@@ -39,6 +39,7 @@ use crate::compress::{
 use crate::digest::{Digest, Hasher, find_mismatch};
 use crate::error::{Class, Error, Result};
 use crate::image::{Blob, BlobSource};
+use crate::registry::retry::{self, Budget};
 use crate::registry::rules::UploadRules;
 use crate::registry::transport::Body;
 use crate::registry::{ChunkOutcome, Repository, Session};
@@ -303,6 +304,13 @@ fn done(outcome: Outcome, variant: &Variant) -> Done {
     }
 }
 
+fn stopped_at(layer: &Blob, offset: u64) -> String {
+    format!(
+        "uploading layer {} (compressed) stopped at byte {offset}",
+        layer.digest.short()
+    )
+}
+
 fn read_error(layer: &Blob, error: io::Error) -> Error {
     if let Some(mismatch) = find_mismatch(&error) {
         return Error::input(format!(
@@ -433,14 +441,17 @@ impl LayerCompression<'_> {
         let mut reused = offset;
         let sent = Arc::new(AtomicU64::new(0));
         let mut resumes = 0u32;
-        let mut failures = 0u32;
         let chunk_size = stream_chunk_size(rules, session.chunk_min_length);
+        // The compressed size is known only at the end; the layer's own size bounds it
+        // closely enough for a budget.
+        let mut budget = Budget::for_blob(&self.options.retry, layer.size, chunk_size as u64);
         self.remember_stream(layer, &session, offset, &table);
         std::thread::scope(|scope| {
             let mut chunks = self.produce(scope, layer, table.clone(), offset, chunk_size);
             let mut pending: Option<Chunk> = None;
             loop {
                 uploader.check_stop()?;
+                let sent_before = sent.load(Ordering::Relaxed);
                 let chunk = match pending.take() {
                     Some(chunk) => chunk,
                     None => match chunks.recv() {
@@ -499,8 +510,17 @@ impl LayerCompression<'_> {
                                 Some(held) if rules.trust_range && held < end => held,
                                 _ => end,
                             };
-                            failures = 0;
                             self.remember_stream(layer, &session, offset, &table);
+                            let wasted = sent.load(Ordering::Relaxed) - sent_before;
+                            let wasted = retry::wasted(chunk.start, wasted, offset);
+                            if let Some(verdict) =
+                                budget.after_accepted(chunk.start, offset, wasted)
+                            {
+                                let why = format!(
+                                    "the registry accepted a chunk but holds only {offset} bytes"
+                                );
+                                uploader.pause(verdict.wait(&stopped_at(layer, offset), &why)?);
+                            }
                             match next_step(&chunk, offset) {
                                 Step::Send(rest) => pending = Some(rest),
                                 Step::Next => {}
@@ -528,17 +548,9 @@ impl LayerCompression<'_> {
                         Err(e) => Failure::unanswered(e, false)?,
                     }
                 };
-                failures += 1;
                 resumes += 1;
-                if failures > self.options.retry.attempts {
-                    return Err(Error::network(format!(
-                        "uploading layer {} (compressed) stopped at byte {offset}: {}",
-                        layer.digest.short(),
-                        failure.reason
-                    ))
-                    .hint("run the same command again to resume"));
-                }
-                let wait = self.options.retry.delay(failures - 1, failure.retry_after);
+                let wait = (budget.after_failure(0, failure.retry_after))
+                    .wait(&stopped_at(layer, offset), &failure.reason)?;
                 self.progress.note(&format!(
                     "layer {}: compressed upload at byte {offset} failed ({}); resuming in {:.1}s",
                     layer.digest.short(),
@@ -568,9 +580,9 @@ impl LayerCompression<'_> {
                 } else if held < offset {
                     self.progress.rewound(offset - held);
                 }
-                if held > offset {
-                    failures = 0;
-                }
+                let wasted = sent.load(Ordering::Relaxed) - sent_before;
+                (budget.after_resume(chunk.start, held, retry::wasted(chunk.start, wasted, held)))
+                    .map_err(|e| e.error(&stopped_at(layer, held), &failure.reason))?;
                 session = resumed;
                 offset = held;
                 match next_step(&chunk, held) {

@@ -10,7 +10,7 @@ use crate::cache::partial::{Begun, PartialBlob};
 use crate::error::{Class, Error, Result, io_error};
 use crate::image::Blob;
 use crate::registry::Repository;
-use crate::registry::transport::RetryPolicy;
+use crate::registry::retry::{Budget, RetryPolicy};
 use crate::upload::Progress;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,36 +53,29 @@ impl Downloader<'_> {
         };
         let resumed_from = partial.resume()?;
         let mut received = 0u64;
-        let mut failures = 0;
+        let mut budget = Budget::for_blob(self.retry, blob.size, DOWNLOAD_UNIT);
         let mut fetched_whole_again = resumed_from == 0;
         loop {
             if partial.len() < blob.size {
                 let before = partial.len();
-                match self.fetch_rest(blob, &mut partial, &mut received) {
+                match self.fetch_rest(blob, &mut partial, &mut received, &mut budget) {
                     Ok(()) => {}
-                    Err(e) if e.class == Class::Network => {
+                    Err(e) if matches!(e.class, Class::Network | Class::Interrupted) => {
                         partial.flush_to_file()?;
-                        if partial.len() > before {
-                            failures = 0;
+                        if e.class == Class::Interrupted {
+                            return Err(e);
                         }
-                        failures += 1;
-                        if failures > self.retry.attempts {
-                            return Err(Error::network(format!(
-                                "downloading blob {} stopped at byte {} of {}: {}",
-                                blob.digest.short(),
-                                partial.len(),
-                                blob.size,
-                                e.message
-                            ))
-                            .hint("run the same command again to resume"));
-                        }
+                        let held = partial.len();
+                        let what = stopped_at(blob, held);
+                        (budget.after_resume(before, held, 0))
+                            .map_err(|exhausted| exhausted.error(&what, &e.message))?;
+                        let wait = budget.after_failure(0, None).wait(&what, &e.message)?;
                         self.progress.note(&format!(
-                            "{}: {}; resuming at byte {}",
+                            "{}: {}; resuming at byte {held}",
                             blob.digest.short(),
                             e.message,
-                            partial.len()
                         ));
-                        std::thread::sleep(self.retry.delay(failures - 1, None));
+                        self.retry.pause(wait);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -97,6 +90,8 @@ impl Downloader<'_> {
                 }
                 // Bytes kept from an earlier run may be what is wrong: fetch it all once.
                 Err(e) if !fetched_whole_again => {
+                    (budget.record_resend(partial.len()))
+                        .map_err(|exhausted| exhausted.error(&stopped_at(blob, 0), &e.message))?;
                     self.progress.note(&format!(
                         "{}: {}; downloading it again from the start",
                         blob.digest.short(),
@@ -120,7 +115,13 @@ impl Downloader<'_> {
     }
 
     /// Fetches the bytes after what the partial file holds and appends them.
-    fn fetch_rest(&self, blob: &Blob, partial: &mut PartialBlob, received: &mut u64) -> Result<()> {
+    fn fetch_rest(
+        &self,
+        blob: &Blob,
+        partial: &mut PartialBlob,
+        received: &mut u64,
+        budget: &mut Budget,
+    ) -> Result<()> {
         let offset = partial.len();
         let response = self.repository.fetch_blob(&blob.digest, offset)?;
         let honoured = response.status == 206
@@ -130,6 +131,9 @@ impl Downloader<'_> {
                 .is_some_and(|start| start == offset);
         if offset > 0 && !honoured {
             // The server sent the whole blob (no Range support): take it from the start.
+            let why = "the registry ignored the range asked for";
+            (budget.record_resend(offset))
+                .map_err(|exhausted| exhausted.error(&stopped_at(blob, offset), why))?;
             self.progress.rewound(offset);
             partial.restart()?;
         }
@@ -138,6 +142,9 @@ impl Downloader<'_> {
         let mut body = response.into_reader().take(remaining);
         let mut buf = vec![0u8; 1 << 16];
         loop {
+            if self.retry.stop.is_requested() {
+                return Err(Error::interrupted("stopped by a signal"));
+            }
             let n = body
                 .read(&mut buf)
                 .map_err(|e| Error::network(format!("the connection to {host} broke: {e}")))?;
@@ -160,6 +167,18 @@ impl Downloader<'_> {
         }
         Ok(())
     }
+}
+
+/// Downloads are one request for the rest of a blob; a budget counts them as chunks of
+/// this size, so a large blob may fail more often in all than a small one.
+const DOWNLOAD_UNIT: u64 = 32 << 20;
+
+fn stopped_at(blob: &Blob, offset: u64) -> String {
+    format!(
+        "downloading blob {} stopped at byte {offset} of {}",
+        blob.digest.short(),
+        blob.size
+    )
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.

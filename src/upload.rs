@@ -14,8 +14,9 @@ use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Class, Error, Result};
 use crate::image::{Blob, BlobSource};
 use crate::interrupt::{StopSignal, Stopped};
+use crate::registry::retry::{self, Budget, RetryPolicy};
 use crate::registry::rules::{self, UploadRules};
-use crate::registry::transport::{self, Body, Response, RetryPolicy};
+use crate::registry::transport::{self, Body, Response};
 use crate::registry::{ChunkOutcome, Initiated, Repository, Session};
 use crate::state::{self, SavedSession, StateDir};
 
@@ -165,7 +166,15 @@ impl Uploader<'_> {
             self.forget(blob);
             return Ok(Outcome::Existed);
         }
-        let mut transfer = Transfer::new(blob);
+        // A blob that goes up in one request may be sent whole a few times; one in chunks
+        // a few chunks beyond twice its size.
+        let unit = if blob.size > self.options.large_layer_threshold {
+            self.options.chunk_size
+        } else {
+            blob.size
+        };
+        let mut transfer =
+            Transfer::new(blob, Budget::for_blob(&self.options.retry, blob.size, unit));
         let result = match self.saved_session(blob)? {
             Some((session, offset)) => {
                 transfer.reused = offset;
@@ -344,9 +353,9 @@ impl Uploader<'_> {
         rules: &UploadRules,
         transfer: &mut Transfer,
     ) -> Result<()> {
-        let mut failures = 0;
         loop {
             self.check_stop()?;
+            let sent_before = transfer.sent();
             let stop = self.options.stop.clone();
             let counter = transfer.sent.clone();
             let open = || -> io::Result<Box<dyn Read + Send>> {
@@ -405,16 +414,12 @@ impl Uploader<'_> {
                     (None, None)
                 }
             };
-            failures += 1;
             transfer.resumes += 1;
-            if failures > self.options.retry.attempts {
-                return Err(Error::network(format!(
-                    "uploading blob {} failed {failures} times",
-                    blob.digest.short()
-                ))
-                .hint("the link is unreliable; run the same command again to resume"));
-            }
-            self.pause(self.options.retry.delay(failures - 1, retry_after));
+            let reason = status.map_or("the connection failed".into(), |s| format!("HTTP {s}"));
+            let wasted = transfer.sent() - sent_before;
+            let wait = (transfer.budget.after_failure(wasted, retry_after))
+                .wait(&stopped_at(blob, 0), &reason)?;
+            self.pause(wait);
             if rules.allow_patch && rules::switch_to_chunked(status) {
                 // A blob within one chunk is still one request; only say so when it changes.
                 if blob.size > rules.chunk_size {
@@ -436,10 +441,7 @@ impl Uploader<'_> {
     /// Waits before the next try (as long as the registry asked with `Retry-After`, else
     /// the backoff), waking early when a stop is requested.
     pub(crate) fn pause(&self, wait: Duration) {
-        let until = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < until && !self.options.stop.is_requested() {
-            std::thread::sleep(Duration::from_millis(50).min(wait));
-        }
+        retry::pause(wait, &self.options.stop)
     }
 
     /// Where to continue after a failure: the registry's offset in the same session, or a
@@ -470,10 +472,10 @@ impl Uploader<'_> {
         transfer: &mut Transfer,
     ) -> Result<()> {
         let chunk_size = rules.chunk_size.max(1);
-        let mut failures_without_progress = 0;
         let mut accepted_by_patch = 0u64;
         loop {
             self.check_stop()?;
+            let (start, sent_before) = (offset, transfer.sent());
             let remaining = blob.size - offset;
             let last_in_put = rules.last_chunk_in_put && remaining <= chunk_size;
             let failure = if remaining == 0 || last_in_put {
@@ -499,8 +501,15 @@ impl Uploader<'_> {
                             _ => expected,
                         };
                         accepted_by_patch += length;
-                        failures_without_progress = 0;
                         self.remember(blob, &session, offset);
+                        let wasted = retry::wasted(start, transfer.sent() - sent_before, offset);
+                        if let Some(verdict) = transfer.budget.after_accepted(start, offset, wasted)
+                        {
+                            let why = format!(
+                                "the registry accepted a chunk but holds only {offset} bytes"
+                            );
+                            self.pause(verdict.wait(&stopped_at(blob, offset), &why)?);
+                        }
                         continue;
                     }
                     Ok(ChunkOutcome::Refused(response)) => {
@@ -531,21 +540,9 @@ impl Uploader<'_> {
                     Err(e) => Failure::unanswered(e, false)?,
                 }
             };
-            failures_without_progress += 1;
             transfer.resumes += 1;
-            if failures_without_progress > self.options.retry.attempts {
-                return Err(Error::network(format!(
-                    "uploading blob {} stopped at byte {offset} of {}: {}",
-                    blob.digest.short(),
-                    blob.size,
-                    failure.reason
-                ))
-                .hint("run the same command again to resume"));
-            }
-            let wait = self
-                .options
-                .retry
-                .delay(failures_without_progress - 1, failure.retry_after);
+            let wait = (transfer.budget.after_failure(0, failure.retry_after))
+                .wait(&stopped_at(blob, offset), &failure.reason)?;
             self.progress.note(&format!(
                 "blob {}: upload at byte {offset} failed ({}); resuming in {:.1}s",
                 blob.digest.short(),
@@ -577,9 +574,9 @@ impl Uploader<'_> {
             } else if held < offset {
                 self.progress.rewound(offset - held);
             }
-            if held > offset {
-                failures_without_progress = 0;
-            }
+            let wasted = retry::wasted(start, transfer.sent() - sent_before, held);
+            (transfer.budget.after_resume(start, held, wasted))
+                .map_err(|e| e.error(&stopped_at(blob, held), &failure.reason))?;
             session = resumed;
             offset = held;
             self.remember(blob, &session, offset);
@@ -722,10 +719,11 @@ struct Transfer {
     reused: u64,
     resumes: u32,
     size: u64,
+    budget: Budget,
 }
 
 impl Transfer {
-    fn new(blob: &Blob) -> Transfer {
+    fn new(blob: &Blob, budget: Budget) -> Transfer {
         Transfer {
             hasher: Arc::new(Mutex::new(Hasher::new())),
             checkpoint: None,
@@ -733,7 +731,12 @@ impl Transfer {
             reused: 0,
             resumes: 0,
             size: blob.size,
+            budget,
         }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     fn reset_hash(&mut self) {
@@ -774,6 +777,14 @@ impl Transfer {
         }
         Ok(())
     }
+}
+
+fn stopped_at(blob: &Blob, offset: u64) -> String {
+    format!(
+        "uploading blob {} stopped at byte {offset} of {}",
+        blob.digest.short(),
+        blob.size
+    )
 }
 
 /// Two upload URLs name the same session when they differ only in their query (the
@@ -854,7 +865,7 @@ mod tests {
             size: 100,
             media_type: String::new(),
         };
-        let mut transfer = Transfer::new(&blob);
+        let mut transfer = Transfer::new(&blob, Budget::for_blob(&RetryPolicy::default(), 100, 10));
         transfer.reused = 40;
         let old = session("http://r/v2/a/blobs/uploads/one?_state=1");
         let same = session("http://r/v2/a/blobs/uploads/one?_state=2");
@@ -873,7 +884,7 @@ mod tests {
             size: 100,
             media_type: String::new(),
         };
-        let mut transfer = Transfer::new(&blob);
+        let mut transfer = Transfer::new(&blob, Budget::for_blob(&RetryPolicy::default(), 100, 10));
         transfer.reused = 30;
         transfer.sent.store(90, Ordering::Relaxed);
         assert_eq!(

@@ -101,6 +101,37 @@ pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     )))
 }
 
+/// `--min-speed`: bytes per second like `--chunk-size` (`512`, `1K`, `2M`); `0` turns the
+/// check off. Above 1 GiB/s no link could keep it.
+pub fn parse_min_speed(text: &str) -> std::result::Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(text)
+        .ok()
+        .filter(|speed| *speed <= 1 << 30)
+        .ok_or_else(|| format!("\"{text}\" is not a speed between 0 (off) and 1G bytes/s"))
+}
+
+/// `--deadline` and `--min-speed-window`: `90`, `30s`, `45m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::registry::retry::parse_duration(text)
+}
+
+/// A duration setting: the flag, else the environment variable, else none.
+pub fn duration_setting(
+    flag: Option<std::time::Duration>,
+    env: Env,
+    name: &str,
+) -> Result<Option<std::time::Duration>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    env(name)
+        .map(|text| parse_duration(&text).map_err(|e| Error::usage(format!("{name}: {e}"))))
+        .transpose()
+}
+
 /// Subcommand aliases users know from the earlier versions.
 fn canonical_subcommand(name: &str) -> Option<&'static str> {
     match name {
@@ -382,6 +413,28 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn speeds_and_durations_are_checked() {
+        assert_eq!(parse_min_speed("0"), Ok(0));
+        assert_eq!(parse_min_speed("1K"), Ok(1024));
+        assert!(parse_min_speed("2G").is_err());
+        assert!(parse_min_speed("fast").is_err());
+        let env = |name: &str| match name {
+            "D" => Some("2h".to_string()),
+            "BAD" => Some("forever".to_string()),
+            _ => None,
+        };
+        let two_hours = std::time::Duration::from_secs(7200);
+        assert_eq!(duration_setting(None, &env, "D").unwrap(), Some(two_hours));
+        assert_eq!(duration_setting(None, &env, "MISSING").unwrap(), None);
+        assert!(duration_setting(None, &env, "BAD").is_err());
+        let cli = Cli::from_args(
+            &["docker-image-pusher"],
+            &["pull", "x", "--deadline", "1000000000000h"],
+        );
+        assert!(cli.is_err(), "an absurd deadline is a usage error");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use argh::FromArgs;
     name = "pull",
     example = "docker-image-pusher pull -i registry.example.com/team/app:1.0",
     example = "docker-image-pusher pull -i busybox:latest --platform linux/arm64 --cache-dir /mnt/usb/cache",
-    note = "Images are named in the cache by their full reference (docker.io/library/busybox:latest). An interrupted pull resumes where it stopped when run again. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD, DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE.",
+    note = "Images are named in the cache by their full reference (docker.io/library/busybox:latest). An interrupted pull resumes where it stopped when run again. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD, DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_MIN_SPEED, DOCKER_PUSHER_MIN_SPEED_WINDOW, DOCKER_PUSHER_DEADLINE, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE.",
     error_code(2, "usage error"),
     error_code(3, "the cache is unwritable or damaged"),
     error_code(4, "authentication or permission failure"),
@@ -97,6 +97,15 @@ pub struct PullArgs {
     #[argh(option, short = 't')]
     pub timeout: Option<u64>,
 
+    /// end a request that moves fewer than this many bytes per second over a --min-speed-window, and retry it (default 1K; 0 turns the check off; suffixes K, M accepted)
+    #[argh(option, from_str_fn(super::parse_min_speed))]
+    pub min_speed: Option<u64>,
+    /// seconds (or 30s, 2m) over which --min-speed is averaged (default 60s)
+    #[argh(option, from_str_fn(super::parse_duration))]
+    pub min_speed_window: Option<std::time::Duration>,
+    /// stop the whole run after this long (e.g. 90m, 2h), saving what is needed to resume; exit code 130
+    #[argh(option, from_str_fn(super::parse_duration))]
+    pub deadline: Option<std::time::Duration>,
     /// do not verify the registry's TLS certificate (insecure)
     #[argh(switch)]
     pub skip_tls: bool,

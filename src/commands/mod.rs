@@ -25,7 +25,8 @@ use crate::progress::{Reporter, Verbosity};
 use crate::reference::{self, Reference, Scheme};
 use crate::registry::Repository;
 use crate::registry::credentials::{self, Credentials, Secret};
-use crate::registry::transport::{RetryPolicy, Transport, TransportOptions};
+use crate::registry::retry::{MinSpeed, RetryPolicy};
+use crate::registry::transport::{Transport, TransportOptions};
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
 
@@ -108,7 +109,10 @@ pub struct Connection {
     pub skip_tls: bool,
     pub ca_certs: Vec<String>,
     pub timeout: Duration,
-    pub retry_attempts: u32,
+    /// Shared by every retry loop of the run; its stop signal is the run's.
+    pub retry: RetryPolicy,
+    /// `--deadline`: how long the whole run may take.
+    pub deadline: Option<Duration>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_stdin: bool,
@@ -122,6 +126,9 @@ pub struct ConnectionFlags<'a> {
     pub ca_cert: &'a [String],
     pub timeout: Option<u64>,
     pub retry_attempts: Option<u32>,
+    pub min_speed: Option<u64>,
+    pub min_speed_window: Option<Duration>,
+    pub deadline: Option<Duration>,
     pub username: &'a Option<String>,
     pub password: &'a Option<String>,
     pub password_stdin: bool,
@@ -143,11 +150,34 @@ impl Connection {
             skip_tls: cli::switch_setting(flags.skip_tls, env, "DOCKER_PUSHER_SKIP_TLS")?,
             ca_certs: flags.ca_cert.to_vec(),
             timeout: Duration::from_secs(timeout),
-            retry_attempts: cli::in_range(
-                cli::number_setting(flags.retry_attempts, env, "DOCKER_PUSHER_RETRY_ATTEMPTS", 3)?,
-                "--retry-attempts",
-                cli::limits::RETRY_ATTEMPTS,
-            )?,
+            retry: RetryPolicy {
+                attempts: cli::in_range(
+                    cli::number_setting(
+                        flags.retry_attempts,
+                        env,
+                        "DOCKER_PUSHER_RETRY_ATTEMPTS",
+                        3,
+                    )?,
+                    "--retry-attempts",
+                    cli::limits::RETRY_ATTEMPTS,
+                )?,
+                min_speed: MinSpeed {
+                    bytes_per_second: match (flags.min_speed, env("DOCKER_PUSHER_MIN_SPEED")) {
+                        (Some(speed), _) => speed,
+                        (None, Some(text)) => cli::parse_min_speed(&text)
+                            .map_err(|e| Error::usage(format!("DOCKER_PUSHER_MIN_SPEED: {e}")))?,
+                        (None, None) => MinSpeed::default().bytes_per_second,
+                    },
+                    window: cli::duration_setting(
+                        flags.min_speed_window,
+                        env,
+                        "DOCKER_PUSHER_MIN_SPEED_WINDOW",
+                    )?
+                    .unwrap_or(MinSpeed::default().window),
+                },
+                ..RetryPolicy::default()
+            },
+            deadline: cli::duration_setting(flags.deadline, env, "DOCKER_PUSHER_DEADLINE")?,
             username: flags.username.clone(),
             password: flags.password.clone(),
             password_stdin: flags.password_stdin,
@@ -175,10 +205,7 @@ impl Connection {
             skip_tls_verify: self.skip_tls,
             ca_certs: self.ca_certs.iter().map(Into::into).collect(),
             timeout: self.timeout,
-            retry: RetryPolicy {
-                attempts: self.retry_attempts,
-                ..RetryPolicy::default()
-            },
+            retry: self.retry.clone(),
             log: Arc::new(move |line| log_reporter.detail(&format!("[http] {line}"))),
             warn: Arc::new(move |line| warn_reporter.security_warning(line)),
         };

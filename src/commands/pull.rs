@@ -6,7 +6,7 @@ use crate::cli::{self, Env, PullArgs};
 use crate::error::{Error, Result};
 use crate::image::Platform;
 use crate::pull::{self, PullOptions};
-use crate::registry::transport::RetryPolicy;
+use crate::registry::retry::Deadline;
 
 pub const DEFAULT_MAX_CONCURRENT: usize = 3;
 
@@ -40,6 +40,9 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
             ca_cert: &args.ca_cert,
             timeout: args.timeout,
             retry_attempts: args.retry_attempts,
+            min_speed: args.min_speed,
+            min_speed_window: args.min_speed_window,
+            deadline: args.deadline,
             username: &args.username,
             password: &args.password,
             password_stdin: args.password_stdin,
@@ -50,15 +53,19 @@ pub fn run_pull(args: PullArgs, env: Env) -> Result<()> {
         platform,
         all_platforms: args.all_platforms,
         concurrency: concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_MAX_CONCURRENT)?,
-        retry: RetryPolicy {
-            attempts: connection.retry_attempts,
-            ..RetryPolicy::default()
-        },
+        retry: connection.retry.clone(),
         verify_cached: args.verify,
+    };
+    let deadline =
+        (connection.deadline).map(|limit| Deadline::start(limit, &connection.retry.stop));
+    let explain = |e| match &deadline {
+        Some(deadline) => deadline.explain(e),
+        None => e,
     };
     let cache = Cache::new(cli::cache_dir_setting(args.cache_dir.as_deref(), env));
     let repository = connection.open(&reference, env, &reporter, "pull")?;
-    let report = pull::pull(&repository, &reference, &cache, &options, &reporter)?;
+    let report =
+        pull::pull(&repository, &reference, &cache, &options, &reporter).map_err(explain)?;
     if args.json {
         reporter.result(&serde_json::to_string(&report).unwrap_or_default());
     } else {

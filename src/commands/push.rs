@@ -9,12 +9,14 @@ use crate::cache::files::{Lock, LockMode};
 use crate::cli::{self, Env, PushArgs};
 use crate::error::{Error, Result};
 use crate::image::{Artifact, BlobSource};
-use crate::interrupt::{self, StopSignal};
+use crate::interrupt;
 use crate::progress::{Reporter, Verbosity};
 use crate::push::{self, PushOptions};
-use crate::registry::transport::RetryPolicy;
+use crate::reference::Reference;
+use crate::registry::retry::Deadline;
 use crate::state::StateDir;
 use crate::upload::UploadOptions;
+use std::sync::Arc;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
 pub const DEFAULT_LARGE_LAYER_THRESHOLD: u64 = 1 << 30;
@@ -35,12 +37,34 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
             ca_cert: &args.ca_cert,
             timeout: args.timeout,
             retry_attempts: args.retry_attempts,
+            min_speed: args.min_speed,
+            min_speed_window: args.min_speed_window,
+            deadline: args.deadline,
             username: &args.username,
             password: &args.password,
             password_stdin: args.password_stdin,
         },
         env,
     )?;
+    let deadline =
+        (connection.deadline).map(|limit| Deadline::start(limit, &connection.retry.stop));
+    push_resolved(&args, env, &reporter, concurrency, &target, &connection).map_err(|e| {
+        match &deadline {
+            Some(deadline) => deadline.explain(e),
+            None => e,
+        }
+    })
+}
+
+/// The push once its settings are resolved; the deadline's clock is already running.
+fn push_resolved(
+    args: &PushArgs,
+    env: Env,
+    reporter: &Arc<Reporter>,
+    concurrency: crate::transfer::Concurrency,
+    target: &Reference,
+    connection: &Connection,
+) -> Result<()> {
     let options = PushOptions {
         upload: UploadOptions {
             large_layer_threshold: cli::in_range(
@@ -65,11 +89,8 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
             )?,
             force: args.force_upload,
             mount_from: args.mount_from.clone(),
-            retry: RetryPolicy {
-                attempts: connection.retry_attempts,
-                ..RetryPolicy::default()
-            },
-            stop: StopSignal::new(),
+            retry: connection.retry.clone(),
+            stop: connection.retry.stop.clone(),
         },
         concurrency,
         dry_run: args.dry_run,
@@ -100,7 +121,7 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     let source = if path.exists() {
         Source::archive(path, args.source_tag.as_deref(), target_tag)?
     } else {
-        Source::cached(&cache, &args.source, &reporter)?
+        Source::cached(&cache, &args.source, reporter)?
     };
     let artifact = &source.artifact;
     reporter.info(&format!(
@@ -113,24 +134,24 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     for note in &artifact.notes {
         reporter.warn(note);
     }
-    let repository = connection.open(&target, env, &reporter, "pull,push")?;
+    let repository = connection.open(target, env, reporter, "pull,push")?;
     let report = push::push(
         artifact,
         source.blobs.as_ref(),
         &repository,
-        &target,
+        target,
         &options,
         (!options.dry_run).then_some(&state),
-        &reporter,
+        reporter,
     )?;
     reporter.detail(&push::resume_line(&report));
     if args.json {
         let json = serde_json::to_string(&report).unwrap_or_default();
         reporter.result(&json);
     } else if report.dry_run {
-        reporter.result(&format!("dry run: {}", push::result_line(&target, &report)));
+        reporter.result(&format!("dry run: {}", push::result_line(target, &report)));
     } else {
-        reporter.result(&push::result_line(&target, &report));
+        reporter.result(&push::result_line(target, &report));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod credentials;
 pub mod origin;
+pub mod retry;
 pub mod rules;
 pub mod transport;
 

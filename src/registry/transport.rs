@@ -15,6 +15,8 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use super::auth::{self, Authenticator, Challenge, TokenRequest};
 use super::credentials::Credentials;
 use super::origin::{self, Origin, Pointer};
+use super::retry::MinSpeed;
+pub use super::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::reference::Scheme;
 use crate::sanitize::{sanitize, sanitize_to};
@@ -24,44 +26,6 @@ pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub fn silent_log() -> Log {
     Arc::new(|_| {})
-}
-
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Retries after the first try.
-    pub attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with jitter, or what the registry asked for with `Retry-After`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(Duration::from_secs(300));
-        }
-        let exponential = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        let capped = exponential.min(self.max_delay);
-        // Jitter spreads workers that failed together so they do not retry together.
-        capped.mul_f64(0.5 + 0.5 * jitter())
-    }
-}
-
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    (hasher.finish() % 10_000) as f64 / 10_000.0
 }
 
 #[derive(Clone)]
@@ -150,6 +114,7 @@ pub struct Response {
     pub url: String,
     headers: ureq::http::HeaderMap,
     body: ureq::Body,
+    min_speed: MinSpeed,
 }
 
 /// Error bodies are short JSON documents; more than this is not worth reading.
@@ -164,22 +129,25 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
+    /// The body, cut off with an error when it trickles slower than `--min-speed`.
     pub fn into_reader(self) -> impl Read + Send + 'static {
-        self.body.into_reader()
+        self.min_speed.guard_download(self.body.into_reader())
     }
 
     /// Reads the body, refusing more than `limit` bytes.
-    pub fn read_body(mut self, limit: u64) -> Result<Vec<u8>> {
-        self.body
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Error::registry(format!(
-                    "the registry's answer is larger than {limit} bytes; refusing it"
-                )),
-                other => network_error(other, &self.url),
-            })
+    pub fn read_body(self, limit: u64) -> Result<Vec<u8>> {
+        let url = self.url.clone();
+        let mut body = Vec::new();
+        self.into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| network_error(ureq::Error::Io(e), &url))?;
+        if body.len() as u64 > limit {
+            return Err(Error::registry(format!(
+                "the registry's answer is larger than {limit} bytes; refusing it"
+            )));
+        }
+        Ok(body)
     }
 
     /// The registry's own explanation of an error (`{"errors":[{"code","message"}]}`).
@@ -442,7 +410,7 @@ impl Transport {
             redact_url(url),
             wait.as_secs_f64()
         ));
-        std::thread::sleep(wait);
+        self.retry.pause(wait);
     }
 
     fn log_exchange(
@@ -495,6 +463,7 @@ impl Transport {
             ),
             (Body::Stream { open, length }, true) => {
                 let reader = open().map_err(ureq::Error::Io)?;
+                let reader = self.retry.min_speed.guard_upload(reader);
                 let body = ureq::SendBody::from_owned_reader(reader);
                 self.agent.run(
                     builder
@@ -509,6 +478,7 @@ impl Transport {
             url: url.to_string(),
             headers: parts.headers,
             body,
+            min_speed: self.retry.min_speed,
         })
     }
 
@@ -921,22 +891,6 @@ mod tests {
         assert!(looks_like_plain_http(&plain));
         let untrusted = tls_error("h:1", "invalid peer certificate: UnknownIssuer");
         assert!(!looks_like_plain_http(&untrusted));
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_honours_retry_after() {
-        let policy = RetryPolicy {
-            attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
-        assert!(policy.delay(0, None) <= Duration::from_millis(100));
-        assert!(policy.delay(0, None) >= Duration::from_millis(50));
-        assert!(policy.delay(10, None) <= Duration::from_secs(1));
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub enum Fault {
     RewriteHeader { name: String, value: String },
     /// Forward, then replace the response body (Content-Length follows).
     RewriteBody(Vec<u8>),
+    /// Forward, then hand back the answer's head at once and its body one byte
+    /// per interval: a slow-loris server no per-read timeout notices.
+    TrickleBody(Duration),
 }
 
 impl Fault {
@@ -169,6 +172,7 @@ impl Fault {
             Fault::Hook(_) => "hook".into(),
             Fault::RewriteHeader { name, .. } => format!("rewrite header {name}"),
             Fault::RewriteBody(_) => "rewrite body".into(),
+            Fault::TrickleBody(d) => format!("trickle body every {d:?}"),
         }
     }
 }
@@ -506,7 +510,10 @@ fn run(
         }
         Some(Fault::Hook(_)) => {}
         Some(
-            other @ (Fault::CutResponse | Fault::RewriteHeader { .. } | Fault::RewriteBody(_)),
+            other @ (Fault::CutResponse
+            | Fault::RewriteHeader { .. }
+            | Fault::RewriteBody(_)
+            | Fault::TrickleBody(_)),
         ) => rewrite = Some(other),
     }
 
@@ -574,6 +581,21 @@ fn run(
         Some(Fault::RewriteBody(bytes)) => {
             parsed.set_header("Content-Length", &bytes.len().to_string());
             parsed.body = bytes;
+        }
+        Some(Fault::TrickleBody(interval)) => {
+            parsed.set_header("Connection", "close");
+            let body = std::mem::take(&mut parsed.body);
+            exchange.status = Some(parsed.status);
+            if client.write_all(&parsed.to_bytes()).is_err() {
+                return false;
+            }
+            for byte in body {
+                if inner.shutdown.load(Ordering::SeqCst) || client.write_all(&[byte]).is_err() {
+                    break;
+                }
+                thread::sleep(interval);
+            }
+            return false;
         }
         _ => {}
     }
