@@ -150,7 +150,7 @@ impl Reporter {
         let screen = self.screen();
         let mut stderr = std::io::stderr().lock();
         let mut text = erase(screen.block.len());
-        text.push_str(line);
+        text.push_str(&crate::sanitize::inert_lines(line));
         text.push('\n');
         for drawn in &screen.block {
             text.push_str(drawn);
@@ -190,7 +190,7 @@ impl Reporter {
     pub fn result(&self, line: &str) {
         let _guard = self.screen();
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{line}");
+        let _ = writeln!(stdout, "{}", crate::sanitize::inert_lines(line));
         let _ = stdout.flush();
     }
 

@@ -37,6 +37,41 @@ pub fn sanitize_to(text: &str, max: usize) -> String {
     out
 }
 
+/// The last line of defence where the tool writes a message: whatever outside text a
+/// message carries that was not sanitized where it entered is made inert here. Line breaks
+/// stay (reports span lines) and nothing is cut, since most of the text is the tool's own.
+pub fn inert_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && is_hostile(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => '\n',
+            '\t' => ' ',
+            c if is_hostile(c) => REPLACEMENT,
+            c => c,
+        })
+        .collect()
+}
+
+/// JSON text with the characters a terminal acts on written as `\\uXXXX` escapes. serde_json
+/// escapes C0 controls itself but writes DEL, C1 controls and bidi overrides raw; escaped,
+/// the document means the same to a parser and nothing to a terminal.
+pub fn inert_json(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.chars().any(|c| c != '\n' && is_hostile(c)) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c != '\n' && is_hostile(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// Characters a terminal acts on rather than shows: C0 controls (ESC, BEL, BS...), DEL,
 /// C1 controls (U+0080-U+009F, among them the one-character CSI and OSC), and the
 /// bidirectional overrides that reorder what is shown around them.
@@ -48,6 +83,27 @@ fn is_hostile(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_keeps_its_meaning_and_loses_raw_terminal_controls() {
+        let json = serde_json::to_string(&serde_json::json!({"a": "x\u{9b}2J\u{202e}"})).unwrap();
+        let inert = inert_json(&json);
+        assert!(!inert.chars().any(is_hostile), "{inert}");
+        let back: serde_json::Value = serde_json::from_str(&inert).unwrap();
+        assert_eq!(back["a"], "x\u{9b}2J\u{202e}");
+    }
+
+    #[test]
+    fn message_lines_keep_their_breaks_and_lose_their_escapes() {
+        assert!(matches!(
+            inert_lines("plain\nlines"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            inert_lines("error: \x1b]0;pwned\x07\nnext\u{9b}2J"),
+            "error: \u{FFFD}]0;pwned\u{FFFD}\nnext\u{FFFD}2J"
+        );
+    }
 
     #[test]
     fn escape_sequences_and_control_characters_are_made_inert() {

@@ -68,4 +68,12 @@ fn list_shows_hostile_cached_names_and_platforms_inert_and_cut() {
         "{}",
         run.stdout
     );
+
+    // The JSON keeps the data exact for scripts, escaped so a terminal shows it inert.
+    let json = Pusher::new(dir.path(), &["list", "--json"]).run();
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    assert_inert(&json.stdout);
+    let listed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let platform = listed[0]["platforms"][0].as_str().unwrap();
+    assert!(platform.contains(HOSTILE), "{platform:?}");
 }

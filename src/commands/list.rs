@@ -31,15 +31,28 @@ pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
         .iter()
         .map(|e| describe(&cache, e))
         .collect();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&listed).unwrap_or_default()
-        );
-        return Ok(());
+    let text = if args.json {
+        let json = serde_json::to_string_pretty(&listed).unwrap_or_default();
+        format!("{}\n", crate::sanitize::inert_json(&json))
+    } else {
+        table(&listed)
+    };
+    write_stdout(&text)
+}
+
+/// `list | head` closes the pipe early: the reader has what it wanted, so that is no error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::error::Error::input(
+            format!("cannot write the list: {e}"),
+        )),
+        _ => Ok(()),
     }
-    print!("{}", table(&listed));
-    Ok(())
 }
 
 fn describe(cache: &Cache, entry: &Entry) -> Listed {

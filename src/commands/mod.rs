@@ -52,7 +52,10 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
     match run(cli, &cli::process_env) {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!(
+                "{}",
+                crate::sanitize::inert_lines(&format!("error: {error}"))
+            );
             error.exit_code()
         }
     }
