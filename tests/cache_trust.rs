@@ -436,3 +436,40 @@ fn clean_of_a_missing_cache_creates_nothing_and_still_names_unknown_images() {
     assert!(unknown.stderr.contains("no image"), "{}", unknown.stderr);
     assert!(!cache.exists());
 }
+
+#[test]
+fn nothing_is_written_through_a_symlinked_directory_of_the_cache() {
+    let dir = workspace_tmp();
+    let writable = ["tmp", "blobs", "blobs/sha256", "uploads", "compressed"];
+    for (level, plant) in plants().into_iter().filter(|(l, _)| writable.contains(l)) {
+        let case = dir
+            .path()
+            .join(format!("write-{}", level.replace('/', "-")));
+        std::fs::create_dir_all(&case).unwrap();
+        let cache = case.join("cache");
+        let (a, _) = two_images(&case, &cache);
+        let outside = Outside::new(&case, "outside");
+        plant(&cache, &outside, &a);
+        let before = snapshot(&outside.root);
+
+        let archive = case.join("two.tar");
+        let run = run(&[
+            "extract",
+            "-f",
+            archive.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 3, "{level}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("nothing was written"),
+            "{level}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            snapshot(&outside.root),
+            before,
+            "extract wrote through a symlinked {level}"
+        );
+    }
+}

@@ -97,6 +97,7 @@ impl Cache {
     /// Creates the layout's skeleton where missing. Safe to run concurrently: every file
     /// is created atomically and never overwritten.
     pub fn create(&self) -> Result<()> {
+        trust::writable_dirs(&self.root)?;
         let blobs = self.root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| {
             io_error("create the cache directory", &blobs, e)

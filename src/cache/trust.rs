@@ -185,6 +185,26 @@ fn not_a_cache(root: &Path, why: &str) -> Error {
 /// Refuses when a directory the tool would delete in (`components` below `root`) is a
 /// symlink or not a directory: deleting there would reach outside the cache.
 pub fn real_dir(root: &Path, components: &[&str]) -> Result<Option<PathBuf>> {
+    own_dir(root, components, "nothing was removed")
+}
+
+/// Refuses when a directory the tool writes into is a symlink: a cache from a USB stick
+/// whose `tmp` or `blobs/sha256` points elsewhere would have downloads written (and
+/// unfinished ones removed) outside the cache.
+pub fn writable_dirs(root: &Path) -> Result<()> {
+    for components in [
+        &["blobs"][..],
+        &["blobs", "sha256"],
+        &["tmp"],
+        &["uploads"],
+        &["compressed"],
+    ] {
+        own_dir(root, components, "nothing was written")?;
+    }
+    Ok(())
+}
+
+fn own_dir(root: &Path, components: &[&str], consequence: &str) -> Result<Option<PathBuf>> {
     let mut path = root.to_path_buf();
     for component in components {
         path.push(component);
@@ -192,10 +212,10 @@ pub fn real_dir(root: &Path, components: &[&str]) -> Result<Option<PathBuf>> {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(Error::input(format!(
-                    "{} is a symbolic link or a file, not the cache's own directory; nothing was removed",
+                    "{} is a symbolic link or a file, not the cache's own directory; {consequence}",
                     path.display()
                 ))
-                .hint("the tool never deletes through links: replace the link with a real directory, or move the cache away"));
+                .hint("the tool never deletes or writes through links: replace the link with a real directory, or move the cache away"));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("read", &path, e)),
