@@ -12,6 +12,7 @@ use crate::cache::index::{Entry, now_rfc3339};
 use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
 use crate::error::{Class, Error, Result};
+use crate::image::walk::{self, Parsed};
 use crate::image::{self, Blob, Descriptor, ManifestKind, Platform, RawManifest};
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
@@ -20,9 +21,6 @@ use crate::registry::transport::RetryPolicy;
 use crate::state::StateDir;
 use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::upload::Progress;
-
-/// Indexes nest; real images stop at two levels.
-const MAX_DEPTH: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -178,10 +176,7 @@ fn resolve(
         return Ok((vec![top], default_name()?));
     };
     if options.all_platforms {
-        let mut manifests = Vec::new();
-        fetch_children(repository, &index, 1, &mut manifests)?;
-        manifests.push(top);
-        return Ok((manifests, default_name()?));
+        return Ok((fetch_graph(repository, top)?, default_name()?));
     }
     let wanted = options.platform.clone().unwrap_or_else(host_platform);
     let child = choose_platform(&index.manifests, &wanted).ok_or_else(|| {
@@ -259,26 +254,35 @@ fn fetch_child(repository: &Repository, descriptor: &Descriptor) -> Result<RawMa
     Ok(manifest)
 }
 
-fn fetch_children(
-    repository: &Repository,
-    index: &image::Index,
-    depth: usize,
-    manifests: &mut Vec<RawManifest>,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::registry("image indexes nest too deeply"));
-    }
-    for child in &index.manifests {
-        if manifests.iter().any(|m| m.digest == child.digest) {
-            continue;
-        }
-        let manifest = fetch_child(repository, child)?;
-        if let ManifestKind::Index(nested) = parse(&manifest)? {
-            fetch_children(repository, &nested, depth + 1, manifests)?;
-        }
-        manifests.push(manifest);
-    }
-    Ok(())
+/// Every manifest an index reaches, each fetched once (see `image::walk`), children
+/// before the index naming them and `top` last.
+fn fetch_graph(repository: &Repository, top: RawManifest) -> Result<Vec<RawManifest>> {
+    let root = Descriptor {
+        media_type: top.media_type.clone(),
+        digest: top.digest.clone(),
+        size: top.bytes.len() as u64,
+        platform: None,
+        annotations: None,
+        urls: None,
+    };
+    let mut top = Some(top);
+    let graph = walk::walk(&root, Error::registry, &mut |descriptor| {
+        let manifest = match top.take() {
+            Some(top) => top,
+            None => fetch_child(repository, descriptor)?,
+        };
+        Ok(Some(Parsed {
+            kind: parse(&manifest)?,
+            media_type: manifest.media_type,
+            bytes: manifest.bytes,
+        }))
+    })?;
+    Ok(graph
+        .nodes
+        .into_iter()
+        .filter_map(|node| node.content)
+        .map(|parsed| RawManifest::new(parsed.media_type, parsed.bytes))
+        .collect())
 }
 
 /// Docker marks build attestations (SBOM, provenance) as index entries of their own.
