@@ -42,6 +42,7 @@ pub mod registry;
 pub mod resolve;
 pub mod save;
 pub mod scheduler;
+pub mod source_check;
 pub mod state;
 pub mod transfer;
 pub mod units;

@@ -1,11 +1,14 @@
-//! Image graphs shaped to explode a reader that walks them as trees or recurses: an
-//! archive index nested 20,000 levels, an 8-level index naming each level 10 times, a
-//! registry index of four levels naming each level 60 times. Each must end in bounded
-//! time, cleanly: refused with one line and the input or registry exit code, or done.
+//! Input shaped to explode a reader: image graphs that a tree walk or recursion cannot
+//! survive (an archive index nested 20,000 levels, an 8-level index naming each level 10
+//! times, a registry index of four levels naming each level 60 times), oversized tar
+//! extension headers, duplicate entries, and a dry run over a damaged layer. Each must
+//! end in bounded time and memory, cleanly: refused with one line and its exit code, or
+//! done.
 
 mod common;
 mod common_fixtures;
 
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -112,4 +115,86 @@ fn pull_all_platforms_fetches_each_manifest_of_a_shared_index_graph_once() {
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["digest"], fx::digest(top));
     assert_eq!(report["blobs"], 2, "{report}");
+}
+
+#[test]
+fn a_dry_run_push_hashes_the_layers_it_would_send_and_refuses_a_corrupt_one() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let dir = workspace_tmp();
+    let archive = dir.path().join("corrupt.tar");
+    fx::hostile_layer_digest_mismatch(&archive).unwrap();
+    let target = format!("{}/hostile/corrupt:1", registry.host());
+    let pusher = Pusher::push(
+        dir.path(),
+        &archive,
+        &target,
+        &["--insecure", "--dry-run", "-q"],
+    );
+    let run = pusher.run();
+    assert_eq!(run.code, Some(INPUT), "{run:?}");
+    assert!(run.stderr.contains("is corrupt"), "{run:?}");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{run:?}");
+    assert!(
+        RegistryClient::new(&registry)
+            .try_tags("hostile/corrupt")
+            .is_err()
+    );
+}
+
+#[test]
+fn two_symlink_entries_named_manifest_json_are_refused() {
+    let dir = workspace_tmp();
+    let archive = dir.path().join("links.tar");
+    let (image, names) = fx::hostile_image();
+    let good = dir.path().join("good.tar");
+    fx::write_docker_legacy(&good, &[(image, names)]).unwrap();
+    // The good archive's manifest.json moved aside, and two links to it by that name.
+    let mut entries = Vec::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(&good).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let name = if name == "manifest.json" {
+            "real.json".to_string()
+        } else {
+            name
+        };
+        entries.push(fx::TarEntry::file(&name, data, 0));
+    }
+    entries.push(fx::TarEntry::symlink("manifest.json", "real.json", 0));
+    entries.push(fx::TarEntry::symlink("manifest.json", "real.json", 0));
+    fx::write_tar(&archive, &entries).unwrap();
+    let run = extract(dir.path(), &archive).run();
+    assert_eq!(run.code, Some(INPUT), "{run:?}");
+    assert!(
+        run.stderr.contains("two entries named \"manifest.json\""),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_gzipped_archive_with_a_500_mb_long_name_header_is_refused_at_once() {
+    let dir = workspace_tmp();
+    let archive = dir.path().join("longname.tar.gz");
+    let mut header = tar::Header::new_gnu();
+    header.set_path("././@LongLink").unwrap();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(500 << 20);
+    header.set_cksum();
+    let file = std::fs::File::create(&archive).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, header.as_bytes()).unwrap();
+    // Only the start of the "name": the header alone must be refused.
+    std::io::copy(&mut std::io::repeat(b'a').take(1 << 20), &mut gz).unwrap();
+    gz.finish().unwrap();
+    let (run, took) = timed(&extract(dir.path(), &archive));
+    assert_eq!(run.code, Some(INPUT), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("GNU long name header of 524288000 bytes"),
+        "{run:?}"
+    );
+    assert!(took < BOUND, "took {took:?}");
 }
