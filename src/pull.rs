@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Cache;
 use crate::cache::index::{Entry, now_rfc3339};
+use crate::cache::{Cache, space};
 use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
 use crate::error::{Class, Error, Result};
@@ -93,7 +93,7 @@ pub fn pull(
         media_type: root.media_type.clone(),
         manifest_size: root.bytes.len(),
         blobs: blobs.len(),
-        bytes_total: blobs.iter().map(|b| b.size).sum(),
+        bytes_total: blobs.iter().map(|b| b.size).fold(0, u64::saturating_add),
         ..PullReport::default()
     };
     reporter.info(&format!(
@@ -332,7 +332,9 @@ fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>>
                 continue;
             }
             if !blobs.iter().any(|b| b.digest == descriptor.digest) {
-                blobs.push(Blob::from_descriptor(descriptor));
+                let blob = Blob::from_descriptor(descriptor);
+                space::check_plausible(&blob)?;
+                blobs.push(blob);
             }
         }
     }
@@ -355,6 +357,7 @@ fn download_blobs(
         reporter.detail(&format!("{}: already in the cache", blob.digest.short()));
     }
     let missing: Vec<Blob> = missing.into_iter().cloned().collect();
+    space::check_room(cache, space::bytes_to_write(cache, &missing))?;
     let run = |index: usize, progress: Arc<dyn Progress>| {
         let downloader = Downloader {
             repository,

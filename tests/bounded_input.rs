@@ -198,3 +198,61 @@ fn a_gzipped_archive_with_a_500_mb_long_name_header_is_refused_at_once() {
     );
     assert!(took < BOUND, "took {took:?}");
 }
+
+/// A registry image whose one layer's descriptor says `declared` bytes; pulls it into
+/// a fresh cache and returns the run, how long it took, and the files left in `tmp/`.
+fn pull_declaring(declared: u64) -> (common::Run, Duration, usize) {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    let repo = "hostile/huge";
+    let leaf = fx::graph_leaf();
+    client.put_blob(repo, &leaf.config);
+    let layer = &leaf.layers[0];
+    client.put_blob(repo, &layer.bytes);
+    let manifest = String::from_utf8(fx::oci_manifest(&leaf)).unwrap().replace(
+        &format!("\"size\":{}", layer.bytes.len()),
+        &format!("\"size\":{declared}"),
+    );
+    assert!(manifest.contains(&declared.to_string()));
+    client.put_manifest(repo, "1", fx::OCI_MANIFEST, manifest.as_bytes());
+
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    let reference = format!("{}/{repo}:1", registry.host());
+    let args = [
+        "pull",
+        "-i",
+        &reference,
+        "--insecure",
+        "-q",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let (run, took) = timed(&Pusher::new(dir.path(), &args));
+    let partials = std::fs::read_dir(cache.join("tmp")).map_or(0, |d| d.count());
+    (run, took, partials)
+}
+
+#[test]
+fn pull_refuses_a_manifest_declaring_a_2_pow_63_minus_1_byte_layer_before_writing() {
+    let (run, took, partials) = pull_declaring(i64::MAX as u64);
+    assert_eq!(run.code, Some(6), "{run:?}");
+    assert!(run.stderr.contains("9223372036854775807 bytes"), "{run:?}");
+    assert!(took < BOUND, "took {took:?}");
+    assert_eq!(partials, 0);
+}
+
+#[test]
+fn pull_refuses_an_image_larger_than_the_free_space_before_writing() {
+    let declared = docker_image_pusher::cache::space::MAX_BLOB_BYTES;
+    let free = docker_image_pusher::cache::space::free_bytes(Path::new(env!("CARGO_MANIFEST_DIR")));
+    if free.is_none_or(|free| free >= declared) {
+        eprintln!("skipped: this file system has more than 1 TiB free");
+        return;
+    }
+    let (run, took, partials) = pull_declaring(declared);
+    assert_eq!(run.code, Some(INPUT), "{run:?}");
+    assert!(run.stderr.contains("free"), "{run:?}");
+    assert!(took < BOUND, "took {took:?}");
+    assert_eq!(partials, 0);
+}

@@ -23,6 +23,7 @@ pub mod files;
 pub mod index;
 pub mod partial;
 pub mod reach;
+pub mod space;
 pub mod variants;
 
 use std::fs::{self, File};
