@@ -189,15 +189,24 @@ fn checksum_ok(header: &[u8]) -> bool {
     u32::from_str_radix(digits, 8).is_ok_and(|stated| stated == sum)
 }
 
-/// The `size` record of PAX extended header data (`"<len> size=<n>\n"` records).
-fn pax_size(data: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(data).ok()?;
-    text.lines()
-        .filter_map(|record| record.split_once(' ').map(|(_, kv)| kv))
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(key, _)| *key == "size")
-        .last()
-        .and_then(|(_, value)| value.parse().ok())
+/// The `size` record of PAX extended header data: `"<len> <key>=<value>\n"` records, each
+/// `len` bytes long (values may hold newlines, so records are split by length).
+fn pax_size(mut data: &[u8]) -> Option<u64> {
+    let mut size = None;
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ')?;
+        let length: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if length <= space || length > data.len() {
+            return size;
+        }
+        let record = &data[space + 1..length];
+        if let Some(value) = record.strip_prefix(b"size=") {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            size = std::str::from_utf8(value).ok()?.parse().ok();
+        }
+        data = &data[length..];
+    }
+    size
 }
 
 impl<R: Read> Read for HeaderGuard<R> {
@@ -312,6 +321,8 @@ mod tests {
         big.set_size(1 << 40);
         assert_eq!(header_size(big.as_bytes()), Some(1 << 40));
         assert!(checksum_ok(&h));
-        assert_eq!(pax_size(b"20 size=123456789\n"), Some(123_456_789));
+        assert_eq!(pax_size(b"18 size=123456789\n"), Some(123_456_789));
+        let tricky = b"28 path=a\n18 size=999999999\n18 size=000000042\n";
+        assert_eq!(pax_size(tricky), Some(42));
     }
 }
