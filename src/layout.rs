@@ -487,6 +487,48 @@ mod tests {
     }
 
     #[test]
+    fn a_nested_index_named_many_times_is_resolved_once() {
+        let mut store = MemoryStore::default();
+        let amd = add_image(&mut store, "amd64", true);
+        let arm = add_image(&mut store, "arm64", true);
+        let inner = add_index(&mut store, vec![amd.clone(), arm.clone(), amd.clone()]);
+        let middle = add_index(&mut store, vec![inner.clone(); 50]);
+        let top = add_index(&mut store, vec![middle.clone(); 50]);
+        let artifact = resolve(&store, &top).unwrap();
+        let order: Vec<&Digest> = artifact.manifests.iter().map(|m| &m.digest).collect();
+        assert_eq!(
+            order,
+            vec![
+                &amd.digest,
+                &arm.digest,
+                &inner.digest,
+                &middle.digest,
+                &top.digest
+            ]
+        );
+        assert_eq!(artifact.blobs.len(), 4);
+    }
+
+    #[test]
+    fn an_index_missing_one_of_three_platforms_is_pushed_reduced() {
+        let mut store = MemoryStore::default();
+        let amd = add_image(&mut store, "amd64", true);
+        let arm = add_image(&mut store, "arm64", true);
+        let s390x = add_image(&mut store, "s390x", false);
+        let top = add_index(&mut store, vec![amd.clone(), s390x, arm.clone()]);
+        let artifact = resolve(&store, &top).unwrap();
+        assert_eq!(artifact.manifests.len(), 3);
+        let reduced: Index = serde_json::from_slice(&artifact.root().bytes).unwrap();
+        let kept: Vec<&Digest> = reduced.manifests.iter().map(|d| &d.digest).collect();
+        assert_eq!(kept, vec![&amd.digest, &arm.digest]);
+        assert!(
+            artifact.notes[0].contains("linux/s390x"),
+            "{:?}",
+            artifact.notes
+        );
+    }
+
+    #[test]
     fn missing_layer_in_single_image_is_an_input_error() {
         let mut store = MemoryStore::default();
         let amd = add_image(&mut store, "amd64", false);
