@@ -202,10 +202,12 @@ fn resolve_image(
 ) -> Result<Outcome> {
     let mut missing = Vec::new();
     let mut blobs: Vec<Blob> = Vec::new();
+    // A 16 MiB manifest can list 100,000 layers: no quadratic duplicate check.
+    let mut seen: HashSet<&Digest> = HashSet::new();
     for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
         match store.blob_size(&descriptor.digest) {
             Some(size) if size == descriptor.size => {
-                if !blobs.iter().any(|b| b.digest == descriptor.digest) {
+                if seen.insert(&descriptor.digest) {
                     blobs.push(Blob::from_descriptor(descriptor));
                 }
             }

@@ -4,6 +4,7 @@
 //! manifests are stored and the index updated last, so the cache never names an image
 //! whose blobs are not all there.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -319,6 +320,8 @@ pub fn choose_platform<'a>(
 /// Config and layers of every image manifest, each once.
 fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>> {
     let mut blobs: Vec<Blob> = Vec::new();
+    // A 16 MiB manifest can list 100,000 layers: no quadratic duplicate check.
+    let mut seen: HashSet<Digest> = HashSet::new();
     for manifest in manifests {
         let ManifestKind::Image(image) = parse(manifest)? else {
             continue;
@@ -331,7 +334,7 @@ fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>>
                 ));
                 continue;
             }
-            if !blobs.iter().any(|b| b.digest == descriptor.digest) {
+            if seen.insert(descriptor.digest.clone()) {
                 let blob = Blob::from_descriptor(descriptor);
                 space::check_plausible(&blob)?;
                 blobs.push(blob);
