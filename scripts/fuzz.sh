@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 if [ $# -gt 0 ]; then targets=("$@"); else
-  targets=(archive_index manifest_config reference www_authenticate)
+  targets=(archive_index index_walk manifest_config reference tar_headers www_authenticate)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1

@@ -1,8 +1,11 @@
 //! Reading an OCI image layout (`index.json` + `blobs/sha256/...`), wherever it is stored:
 //! inside a Docker 25+ `docker save` archive, an OCI archive, or the local cache directory.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::walk::{self, Graph, Parsed};
 use crate::image::{
     self, Artifact, Blob, Descriptor, Index, MAX_JSON_BYTES, ManifestKind, RawManifest, media,
 };
@@ -64,20 +67,66 @@ pub fn descriptor_names(descriptor: &Descriptor) -> Vec<String> {
     .collect()
 }
 
-/// What resolving a descriptor found: everything, or which blobs the store lacks.
-enum Resolved {
-    Complete(Artifact),
-    Missing(Vec<Digest>),
+/// Reads one manifest of a layout for the graph walk: `None` when the store lacks it.
+pub fn read_node(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Option<Parsed>> {
+    if store.blob_size(&descriptor.digest).is_none() {
+        return Ok(None);
+    }
+    let bytes = read_verified(store, descriptor)?;
+    let (media_type, kind) = image::parse_manifest(&bytes, &descriptor.media_type)
+        .map_err(|e| e.context(format!("manifest {}", descriptor.digest)))?;
+    Ok(Some(Parsed {
+        media_type,
+        bytes,
+        kind,
+    }))
 }
+
+/// Every manifest the image `descriptor` names reaches in `store`, each read once.
+pub fn walk_store(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Graph> {
+    walk::walk(descriptor, Error::input, &mut |d| read_node(store, d))
+}
+
+/// What resolving one manifest of the graph found.
+enum Outcome {
+    /// The store lacks these blobs (the manifest itself or what it names).
+    Missing(Vec<Digest>),
+    /// Pushed as `manifest`, after the entries `children` stand for; `blobs` for an image.
+    Complete {
+        manifest: RawManifest,
+        children: Vec<Digest>,
+        blobs: Vec<Blob>,
+        note: Option<String>,
+    },
+    /// An index of which one image is present stands for that image.
+    Replaced { by: Digest, note: String },
+}
+
+/// Missing digests kept per manifest: enough for the message, bounded however the
+/// graph is shaped.
+const MAX_MISSING_LISTED: usize = 1000;
 
 /// Builds the artifact a descriptor names. An index whose platforms are all present is
 /// pushed whole (same digest as the source). Docker's containerd image store saves only the
 /// local platform of a multi-platform index; then the platforms that are present are pushed
 /// and the artifact says so in its notes.
 pub fn resolve(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Artifact> {
-    match resolve_descriptor(store, descriptor)? {
-        Resolved::Complete(artifact) => Ok(artifact),
-        Resolved::Missing(missing) => Err(missing_error(descriptor, &missing)),
+    let graph = walk_store(store, descriptor)?;
+    // Children come before their parents, so an index finds every entry decided.
+    let mut outcomes: HashMap<Digest, Outcome> = HashMap::new();
+    for node in &graph.nodes {
+        let outcome = match &node.content {
+            None => Outcome::Missing(vec![node.descriptor.digest.clone()]),
+            Some(parsed) => match &parsed.kind {
+                ManifestKind::Image(manifest) => resolve_image(store, parsed, manifest)?,
+                ManifestKind::Index(index) => resolve_index(parsed, index, &outcomes)?,
+            },
+        };
+        outcomes.insert(node.descriptor.digest.clone(), outcome);
+    }
+    match outcomes.get(&descriptor.digest) {
+        Some(Outcome::Missing(missing)) => Err(missing_error(descriptor, missing)),
+        _ => Ok(assemble(&outcomes, &descriptor.digest)),
     }
 }
 
@@ -97,35 +146,71 @@ fn missing_error(descriptor: &Descriptor, missing: &[Digest]) -> Error {
     .hint("the archive or cache was written partially; save or pull the image again")
 }
 
-fn resolve_descriptor(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Resolved> {
-    if store.blob_size(&descriptor.digest).is_none() {
-        return Ok(Resolved::Missing(vec![descriptor.digest.clone()]));
-    }
-    let bytes = read_verified(store, descriptor)?;
-    let (media_type, kind) = image::parse_manifest(&bytes, &descriptor.media_type)
-        .map_err(|e| e.context(format!("manifest {}", descriptor.digest)))?;
-    match kind {
-        ManifestKind::Image(manifest) => resolve_image(store, media_type, bytes, &manifest),
-        ManifestKind::Index(index) => resolve_index(store, media_type, bytes, &index),
-    }
-}
-
-fn resolve_image(
-    store: &dyn BlobStore,
-    media_type: String,
-    bytes: Vec<u8>,
-    manifest: &image::Manifest,
-) -> Result<Resolved> {
-    let mut missing = Vec::new();
+/// The artifact of a decided graph: manifests children first (each once), the blobs of
+/// every image in that order, and the notes of every index that was narrowed.
+fn assemble(outcomes: &HashMap<Digest, Outcome>, root: &Digest) -> Artifact {
     let mut artifact = Artifact {
         blobs: Vec::new(),
         manifests: Vec::new(),
         notes: Vec::new(),
     };
+    let mut blobs: HashSet<Digest> = HashSet::new();
+    let mut visited: HashSet<&Digest> = HashSet::new();
+    // (digest, whether its children are already out)
+    let mut stack: Vec<(&Digest, bool)> = vec![(root, false)];
+    while let Some((digest, expanded)) = stack.pop() {
+        let outcome = outcomes.get(digest);
+        if !expanded {
+            if !visited.insert(digest) {
+                continue;
+            }
+            stack.push((digest, true));
+            match outcome {
+                Some(Outcome::Complete { children, .. }) => {
+                    stack.extend(children.iter().rev().map(|c| (c, false)))
+                }
+                Some(Outcome::Replaced { by, .. }) => stack.push((by, false)),
+                _ => {}
+            }
+            continue;
+        }
+        match outcome {
+            Some(Outcome::Complete {
+                manifest,
+                blobs: own,
+                note,
+                ..
+            }) => {
+                for blob in own {
+                    if blobs.insert(blob.digest.clone()) {
+                        artifact.blobs.push(blob.clone());
+                    }
+                }
+                artifact.manifests.push(manifest.clone());
+                artifact.notes.extend(note.clone());
+            }
+            Some(Outcome::Replaced { note, .. }) => artifact.notes.push(note.clone()),
+            _ => {}
+        }
+    }
+    artifact
+}
+
+fn resolve_image(
+    store: &dyn BlobStore,
+    parsed: &Parsed,
+    manifest: &image::Manifest,
+) -> Result<Outcome> {
+    let mut missing = Vec::new();
+    let mut blobs: Vec<Blob> = Vec::new();
+    // A 16 MiB manifest can list 100,000 layers: no quadratic duplicate check.
+    let mut seen: HashSet<&Digest> = HashSet::new();
     for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
         match store.blob_size(&descriptor.digest) {
             Some(size) if size == descriptor.size => {
-                artifact.add_blob(Blob::from_descriptor(descriptor))
+                if seen.insert(&descriptor.digest) {
+                    blobs.push(Blob::from_descriptor(descriptor));
+                }
             }
             Some(size) => {
                 return Err(Error::input(format!(
@@ -141,9 +226,9 @@ fn resolve_image(
         }
     }
     if !missing.is_empty() {
-        return Ok(Resolved::Missing(missing));
+        return Ok(Outcome::Missing(missing));
     }
-    let mut raw = RawManifest::new(media_type, bytes);
+    let mut raw = RawManifest::new(parsed.media_type.clone(), parsed.bytes.clone());
     if is_image_config(&manifest.config.media_type) {
         let config = image::parse_config(&read_verified(store, &manifest.config)?)?;
         let diff_ids = config.diff_ids().len();
@@ -156,8 +241,12 @@ fn resolve_image(
         }
         raw.platform = Some(config.platform());
     }
-    artifact.manifests.push(raw);
-    Ok(Resolved::Complete(artifact))
+    Ok(Outcome::Complete {
+        manifest: raw,
+        children: Vec::new(),
+        blobs,
+        note: None,
+    })
 }
 
 fn is_image_config(media_type: &str) -> bool {
@@ -174,67 +263,93 @@ fn attestation_subject(descriptor: &Descriptor) -> Option<&str> {
 }
 
 fn resolve_index(
-    store: &dyn BlobStore,
-    media_type: String,
-    bytes: Vec<u8>,
+    parsed: &Parsed,
     index: &Index,
-) -> Result<Resolved> {
-    let mut complete: Vec<(&Descriptor, Artifact)> = Vec::new();
-    let mut missing: Vec<(&Descriptor, Vec<Digest>)> = Vec::new();
+    outcomes: &HashMap<Digest, Outcome>,
+) -> Result<Outcome> {
+    let mut complete: Vec<&Descriptor> = Vec::new();
+    let mut missing: Vec<(&Descriptor, &[Digest])> = Vec::new();
     for child in &index.manifests {
-        match resolve_descriptor(store, child)? {
-            Resolved::Complete(artifact) => complete.push((child, artifact)),
-            Resolved::Missing(digests) => missing.push((child, digests)),
+        match outcomes.get(&child.digest) {
+            Some(Outcome::Missing(digests)) => missing.push((child, digests)),
+            Some(_) => complete.push(child),
+            // Only an index that names itself (a hash cycle) could get here.
+            None => {
+                return Err(Error::input(format!(
+                    "image index {} names itself through {}",
+                    Digest::of(&parsed.bytes),
+                    child.digest
+                )));
+            }
         }
     }
+    let children = |kept: &[&Descriptor]| -> Vec<Digest> {
+        let mut digests: Vec<Digest> = Vec::new();
+        for d in kept {
+            if !digests.contains(&d.digest) {
+                digests.push(d.digest.clone());
+            }
+        }
+        digests
+    };
     if missing.is_empty() {
-        let mut artifact = merge(complete.into_iter().map(|(_, a)| a));
-        artifact.manifests.push(RawManifest::new(media_type, bytes));
-        return Ok(Resolved::Complete(artifact));
+        return Ok(Outcome::Complete {
+            manifest: RawManifest::new(parsed.media_type.clone(), parsed.bytes.clone()),
+            children: children(&complete),
+            blobs: Vec::new(),
+            note: None,
+        });
     }
     // Keep attestations only for images that are kept.
-    let kept: Vec<&Descriptor> = complete.iter().map(|(d, _)| *d).collect();
-    complete.retain(|(d, _)| {
+    let kept = complete.clone();
+    complete.retain(|d| {
         attestation_subject(d).is_none_or(|subject| {
             kept.iter()
                 .any(|k| k.digest.as_str() == subject && attestation_subject(k).is_none())
         })
     });
-    let images: Vec<&(&Descriptor, Artifact)> = complete
+    let images: Vec<&Descriptor> = complete
         .iter()
-        .filter(|(d, _)| attestation_subject(d).is_none())
+        .copied()
+        .filter(|d| attestation_subject(d).is_none())
         .collect();
     if images.is_empty() {
-        return Ok(Resolved::Missing(
-            missing.into_iter().flat_map(|(_, d)| d).collect(),
-        ));
+        let mut all: Vec<Digest> = Vec::new();
+        for digest in missing.iter().flat_map(|(_, d)| d.iter()) {
+            if all.len() >= MAX_MISSING_LISTED {
+                break;
+            }
+            if !all.contains(digest) {
+                all.push(digest.clone());
+            }
+        }
+        return Ok(Outcome::Missing(all));
     }
     let absent = describe_absent(missing.iter().map(|(d, _)| *d));
-    if images.len() == 1 {
-        let (descriptor, artifact) = images[0];
-        let mut artifact = artifact.clone();
-        artifact.notes.push(format!(
-            "the source lacks {absent} of its multi-platform index; pushing the {} manifest {} instead of the index",
-            platform_label(descriptor),
-            descriptor.digest
-        ));
-        return Ok(Resolved::Complete(artifact));
+    if let [descriptor] = images.as_slice() {
+        return Ok(Outcome::Replaced {
+            by: descriptor.digest.clone(),
+            note: format!(
+                "the source lacks {absent} of its multi-platform index; pushing the {} manifest {} instead of the index",
+                platform_label(descriptor),
+                descriptor.digest
+            ),
+        });
     }
-    let descriptors: Vec<Descriptor> = complete.iter().map(|(d, _)| (*d).clone()).collect();
-    let mut artifact = merge(complete.into_iter().map(|(_, a)| a));
     let reduced = Index {
         schema_version: 2,
-        media_type: Some(media_type.clone()),
-        manifests: descriptors,
+        media_type: Some(parsed.media_type.clone()),
+        manifests: complete.iter().map(|d| (*d).clone()).collect(),
     };
     let reduced_bytes = serde_json::to_vec(&reduced).map_err(|e| Error::input(e.to_string()))?;
-    artifact.notes.push(format!(
-        "the source lacks {absent} of its index; pushing a new index of the platforms present"
-    ));
-    artifact
-        .manifests
-        .push(RawManifest::new(media_type, reduced_bytes));
-    Ok(Resolved::Complete(artifact))
+    Ok(Outcome::Complete {
+        manifest: RawManifest::new(parsed.media_type.clone(), reduced_bytes),
+        children: children(&complete),
+        blobs: Vec::new(),
+        note: Some(format!(
+            "the source lacks {absent} of its index; pushing a new index of the platforms present"
+        )),
+    })
 }
 
 /// What an index's absent children are, for the user: platforms by name, attestations
@@ -263,26 +378,6 @@ fn platform_label(descriptor: &Descriptor) -> String {
         Some(platform) => platform.to_string(),
         None => descriptor.digest.short().to_string(),
     }
-}
-
-fn merge(parts: impl Iterator<Item = Artifact>) -> Artifact {
-    let mut merged = Artifact {
-        blobs: Vec::new(),
-        manifests: Vec::new(),
-        notes: Vec::new(),
-    };
-    for part in parts {
-        for blob in part.blobs {
-            merged.add_blob(blob);
-        }
-        for manifest in part.manifests {
-            if !merged.manifests.iter().any(|m| m.digest == manifest.digest) {
-                merged.manifests.push(manifest);
-            }
-        }
-        merged.notes.extend(part.notes);
-    }
-    merged
 }
 
 #[cfg(test)]
@@ -394,6 +489,48 @@ mod tests {
         assert_eq!(
             describe_absent(std::iter::once(&platform)),
             "platforms linux/s390x"
+        );
+    }
+
+    #[test]
+    fn a_nested_index_named_many_times_is_resolved_once() {
+        let mut store = MemoryStore::default();
+        let amd = add_image(&mut store, "amd64", true);
+        let arm = add_image(&mut store, "arm64", true);
+        let inner = add_index(&mut store, vec![amd.clone(), arm.clone(), amd.clone()]);
+        let middle = add_index(&mut store, vec![inner.clone(); 50]);
+        let top = add_index(&mut store, vec![middle.clone(); 50]);
+        let artifact = resolve(&store, &top).unwrap();
+        let order: Vec<&Digest> = artifact.manifests.iter().map(|m| &m.digest).collect();
+        assert_eq!(
+            order,
+            vec![
+                &amd.digest,
+                &arm.digest,
+                &inner.digest,
+                &middle.digest,
+                &top.digest
+            ]
+        );
+        assert_eq!(artifact.blobs.len(), 4);
+    }
+
+    #[test]
+    fn an_index_missing_one_of_three_platforms_is_pushed_reduced() {
+        let mut store = MemoryStore::default();
+        let amd = add_image(&mut store, "amd64", true);
+        let arm = add_image(&mut store, "arm64", true);
+        let s390x = add_image(&mut store, "s390x", false);
+        let top = add_index(&mut store, vec![amd.clone(), s390x, arm.clone()]);
+        let artifact = resolve(&store, &top).unwrap();
+        assert_eq!(artifact.manifests.len(), 3);
+        let reduced: Index = serde_json::from_slice(&artifact.root().bytes).unwrap();
+        let kept: Vec<&Digest> = reduced.manifests.iter().map(|d| &d.digest).collect();
+        assert_eq!(kept, vec![&amd.digest, &arm.digest]);
+        assert!(
+            artifact.notes[0].contains("linux/s390x"),
+            "{:?}",
+            artifact.notes
         );
     }
 

@@ -43,6 +43,7 @@ pub mod resolve;
 pub mod sanitize;
 pub mod save;
 pub mod scheduler;
+pub mod source_check;
 pub mod state;
 pub mod transfer;
 pub mod units;

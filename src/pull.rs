@@ -4,14 +4,16 @@
 //! manifests are stored and the index updated last, so the cache never names an image
 //! whose blobs are not all there.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::index::{Entry, now_rfc3339};
-use crate::cache::{Cache, CachedCopy};
+use crate::cache::{Cache, CachedCopy, space};
 use crate::digest::Digest;
 use crate::download::{Downloader, Outcome};
 use crate::error::{Class, Error, Result};
+use crate::image::walk::{self, Parsed};
 use crate::image::{self, Blob, Descriptor, ManifestKind, Platform, RawManifest};
 use crate::progress::{Reporter, class_counts, human_bytes, render_analytics};
 use crate::reference::Reference;
@@ -21,9 +23,6 @@ use crate::sanitize::sanitize;
 use crate::state::StateDir;
 use crate::transfer::{self, Concurrency, ConcurrencyReport};
 use crate::upload::Progress;
-
-/// Indexes nest; real images stop at two levels.
-const MAX_DEPTH: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -102,7 +101,7 @@ pub fn pull(
         media_type: root.media_type.clone(),
         manifest_size: root.bytes.len(),
         blobs: blobs.len(),
-        bytes_total: blobs.iter().map(|b| b.size).sum(),
+        bytes_total: blobs.iter().map(|b| b.size).fold(0, u64::saturating_add),
         ..PullReport::default()
     };
     reporter.info(&format!(
@@ -185,10 +184,7 @@ fn resolve(
         return Ok((vec![top], default_name()?));
     };
     if options.all_platforms {
-        let mut manifests = Vec::new();
-        fetch_children(repository, &index, 1, &mut manifests)?;
-        manifests.push(top);
-        return Ok((manifests, default_name()?));
+        return Ok((fetch_graph(repository, top)?, default_name()?));
     }
     let wanted = options.platform.clone().unwrap_or_else(host_platform);
     let child = choose_platform(&index.manifests, &wanted).ok_or_else(|| {
@@ -266,26 +262,35 @@ fn fetch_child(repository: &Repository, descriptor: &Descriptor) -> Result<RawMa
     Ok(manifest)
 }
 
-fn fetch_children(
-    repository: &Repository,
-    index: &image::Index,
-    depth: usize,
-    manifests: &mut Vec<RawManifest>,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::registry("image indexes nest too deeply"));
-    }
-    for child in &index.manifests {
-        if manifests.iter().any(|m| m.digest == child.digest) {
-            continue;
-        }
-        let manifest = fetch_child(repository, child)?;
-        if let ManifestKind::Index(nested) = parse(&manifest)? {
-            fetch_children(repository, &nested, depth + 1, manifests)?;
-        }
-        manifests.push(manifest);
-    }
-    Ok(())
+/// Every manifest an index reaches, each fetched once (see `image::walk`), children
+/// before the index naming them and `top` last.
+fn fetch_graph(repository: &Repository, top: RawManifest) -> Result<Vec<RawManifest>> {
+    let root = Descriptor {
+        media_type: top.media_type.clone(),
+        digest: top.digest.clone(),
+        size: top.bytes.len() as u64,
+        platform: None,
+        annotations: None,
+        urls: None,
+    };
+    let mut top = Some(top);
+    let graph = walk::walk(&root, Error::registry, &mut |descriptor| {
+        let manifest = match top.take() {
+            Some(top) => top,
+            None => fetch_child(repository, descriptor)?,
+        };
+        Ok(Some(Parsed {
+            kind: parse(&manifest)?,
+            media_type: manifest.media_type,
+            bytes: manifest.bytes,
+        }))
+    })?;
+    Ok(graph
+        .nodes
+        .into_iter()
+        .filter_map(|node| node.content)
+        .map(|parsed| RawManifest::new(parsed.media_type, parsed.bytes))
+        .collect())
 }
 
 /// Docker marks build attestations (SBOM, provenance) as index entries of their own.
@@ -322,6 +327,8 @@ pub fn choose_platform<'a>(
 /// Config and layers of every image manifest, each once.
 fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>> {
     let mut blobs: Vec<Blob> = Vec::new();
+    // A 16 MiB manifest can list 100,000 layers: no quadratic duplicate check.
+    let mut seen: HashSet<Digest> = HashSet::new();
     for manifest in manifests {
         let ManifestKind::Image(image) = parse(manifest)? else {
             continue;
@@ -334,8 +341,10 @@ fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>>
                 ));
                 continue;
             }
-            if !blobs.iter().any(|b| b.digest == descriptor.digest) {
-                blobs.push(Blob::from_descriptor(descriptor));
+            if seen.insert(descriptor.digest.clone()) {
+                let blob = Blob::from_descriptor(descriptor);
+                space::check_plausible(&blob)?;
+                blobs.push(blob);
             }
         }
     }
@@ -375,6 +384,7 @@ fn download_blobs(
             }
         }
     }
+    space::check_room(cache, space::bytes_to_write(cache, &missing))?;
     let run = |index: usize, progress: Arc<dyn Progress>| {
         let downloader = Downloader {
             repository,

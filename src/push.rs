@@ -208,7 +208,7 @@ pub fn push(
                 plan.recipe.map_or("none", |r| r.algorithm.name())
             ));
         }
-        return dry_run(artifact, repository, report, reporter);
+        return dry_run(artifact, source, repository, report, reporter);
     }
     let job = Job {
         artifact,
@@ -621,8 +621,11 @@ fn commit_manifests(
     Ok(())
 }
 
+/// Blobs the registry lacks are read and hashed as a push would (a dry run may take as
+/// long as reading them); blobs it has are not sent, so not read either.
 fn dry_run(
     artifact: &Artifact,
+    source: &dyn BlobSource,
     repository: &Repository,
     mut report: PushReport,
     reporter: &Reporter,
@@ -639,6 +642,7 @@ fn dry_run(
             report.bytes_skipped += blob.size;
             reporter.info(&format!("{}: already exists", blob.digest.short()));
         } else {
+            crate::source_check::check_blob(source, blob)?;
             report.blobs_uploaded += 1;
             report.bytes_sent += blob.size;
             reporter.info(&format!(

@@ -2,11 +2,15 @@
 //! suite: the committed seeds (`fuzz/seeds/<target>/`) and every input a fuzzer ever
 //! crashed on (`fuzz/regressions/<target>/`, added with the fix). Nothing may panic.
 
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use docker_image_pusher::archive::headers::HeaderGuard;
 use docker_image_pusher::archive::{Archive, docker};
-use docker_image_pusher::image::{self, BlobSource};
+use docker_image_pusher::digest::Digest;
+use docker_image_pusher::error::Error;
+use docker_image_pusher::image::walk::{self, Parsed};
+use docker_image_pusher::image::{self, BlobSource, Descriptor};
 use docker_image_pusher::layout;
 use docker_image_pusher::reference::{self, Reference};
 use docker_image_pusher::registry::{auth, rules, transport};
@@ -52,6 +56,54 @@ fn manifest_config(data: &[u8]) {
     let _ = docker::parse_manifest_json(data);
 }
 
+fn tar_headers(data: &[u8]) {
+    fn scan<R: Read>(entries: std::io::Result<tar::Entries<'_, R>>) {
+        let Ok(entries) = entries else {
+            return;
+        };
+        for entry in entries.take(1000) {
+            let Ok(mut entry) = entry else {
+                break;
+            };
+            let _ = (entry.path_bytes(), entry.link_name_bytes(), entry.size());
+            let _ = std::io::copy(&mut entry.by_ref().take(1 << 16), &mut std::io::sink());
+        }
+    }
+    let mut archive = tar::Archive::new(HeaderGuard::new(Cursor::new(data)));
+    scan(archive.entries());
+    let mut archive = tar::Archive::new(HeaderGuard::new(Cursor::new(data)));
+    scan(archive.entries_with_seek());
+}
+
+fn index_walk(data: &[u8]) {
+    let documents: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let root = Descriptor {
+        media_type: String::new(),
+        digest: Digest::of(documents[0]),
+        size: documents[0].len() as u64,
+        platform: None,
+        annotations: None,
+        urls: None,
+    };
+    let pick = |d: &Descriptor| -> &[u8] {
+        if d.digest == root.digest {
+            return documents[0];
+        }
+        let first = u8::from_str_radix(&d.digest.hex()[..2], 16).unwrap_or(0);
+        documents[usize::from(first) % documents.len()]
+    };
+    let _ = walk::walk(&root, Error::input, &mut |d| {
+        let bytes = pick(d);
+        Ok(image::parse_manifest(bytes, &d.media_type)
+            .ok()
+            .map(|(media_type, kind)| Parsed {
+                media_type,
+                bytes: bytes.to_vec(),
+                kind,
+            }))
+    });
+}
+
 fn reference(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -77,10 +129,12 @@ type Target = (&'static str, fn(&[u8]));
 
 #[test]
 fn fuzz_seeds_and_past_crashes_parse_without_panicking() {
-    let targets: [Target; 4] = [
+    let targets: [Target; 6] = [
         ("archive_index", archive_index),
+        ("index_walk", index_walk),
         ("manifest_config", manifest_config),
         ("reference", reference),
+        ("tar_headers", tar_headers),
         ("www_authenticate", www_authenticate),
     ];
     let mut replayed = 0;

@@ -3,6 +3,7 @@
 //! An archive is read in place and turned into an [`Artifact`] for one chosen image.
 
 pub mod docker;
+pub mod headers;
 pub mod stream;
 pub mod tarball;
 

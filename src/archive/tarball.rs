@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
+use super::headers::HeaderGuard;
 use super::stream::{Announcement, GzipStream};
 use crate::error::{Error, Result, io_error};
 
@@ -61,7 +62,7 @@ impl Tarball {
         match compression {
             Compression::None => {
                 // Seeking past entry data keeps the scan cheap even for a 15 GB archive.
-                let mut archive = tar::Archive::new(BufReader::new(file));
+                let mut archive = tar::Archive::new(HeaderGuard::new(BufReader::new(file)));
                 let entries = archive
                     .entries_with_seek()
                     .map_err(|e| tarball.not_a_tar(e))?;
@@ -69,7 +70,7 @@ impl Tarball {
             }
             Compression::Gzip => {
                 let decoder = MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
-                let mut archive = tar::Archive::new(decoder);
+                let mut archive = tar::Archive::new(HeaderGuard::new(decoder));
                 let entries = archive.entries().map_err(|e| tarball.not_a_tar(e))?;
                 tarball.scan(entries, None)?
             }
@@ -113,12 +114,7 @@ impl Tarball {
             }
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    if self.files.contains_key(&name) || self.links.contains_key(&name) {
-                        return Err(Error::input(format!(
-                            "{} has two entries named \"{name}\"; refusing an ambiguous archive",
-                            self.path.display()
-                        )));
-                    }
+                    self.refuse_duplicate(&name)?;
                     if plain_length.is_none()
                         && location.size <= CAPTURE_LIMIT
                         && location.size <= budget
@@ -142,6 +138,7 @@ impl Tarball {
                     } else {
                         normalize_entry_path(target.as_bytes()).ok()
                     };
+                    self.refuse_duplicate(&name)?;
                     let Some(resolved) = resolved else {
                         return Err(Error::input(format!(
                             "{}: link \"{name}\" points outside the archive (\"{target}\"); refusing a crafted archive",
@@ -156,7 +153,26 @@ impl Tarball {
         Ok(())
     }
 
+    /// Two entries of one name (files or links, in any mix) are read differently by
+    /// different tools; which one is "the" entry is the attacker's choice.
+    fn refuse_duplicate(&self, name: &str) -> Result<()> {
+        if self.files.contains_key(name) || self.links.contains_key(name) {
+            return Err(Error::input(format!(
+                "{} has two entries named \"{name}\"; refusing an ambiguous archive",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     fn not_a_tar(&self, err: io::Error) -> Error {
+        if let Some(refusal) = HeaderGuard::<io::Empty>::refusal(&err) {
+            return Error::input(format!(
+                "{} has {refusal}; refusing a crafted archive",
+                self.path.display()
+            ))
+            .hint("image tools never write such headers; get the archive from its source again");
+        }
         if err.kind() == io::ErrorKind::UnexpectedEof || err.to_string().contains("unexpected EOF")
         {
             return self.truncated();
@@ -467,5 +483,83 @@ mod tests {
         let dup = write_tar(&[("manifest.json", b"[]"), ("manifest.json", b"[1]")]);
         let err = Tarball::open(dup.path()).err().unwrap();
         assert!(err.message.contains("two entries"), "{err}");
+    }
+
+    fn write_links(entries: &[(&str, Option<&str>)]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (name, target) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            match target {
+                Some(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, name, target).unwrap();
+                }
+                None => {
+                    header.set_size(2);
+                    header.set_cksum();
+                    builder.append_data(&mut header, name, &b"[]"[..]).unwrap();
+                }
+            }
+        }
+        builder.finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn duplicate_symlinks_and_mixed_duplicates_are_refused() {
+        for entries in [
+            vec![
+                ("a", None),
+                ("manifest.json", Some("a")),
+                ("manifest.json", Some("a")),
+            ],
+            vec![
+                ("a", None),
+                ("manifest.json", Some("a")),
+                ("manifest.json", None),
+            ],
+            vec![
+                ("a", None),
+                ("manifest.json", None),
+                ("manifest.json", Some("a")),
+            ],
+        ] {
+            let tar = write_links(&entries);
+            let err = Tarball::open(tar.path()).err().unwrap();
+            assert!(
+                err.message.contains("two entries named \"manifest.json\""),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_long_name_headers_are_refused_in_plain_and_gzip_archives() {
+        // A GNU long-name header claiming 500 MB, followed by a little of its "name".
+        let mut header = tar::Header::new_gnu();
+        header.set_path("././@LongLink").unwrap();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(500 << 20);
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend(vec![b'n'; 1 << 16]);
+        let plain = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(plain.path(), &bytes).unwrap();
+        let gz = tempfile::NamedTempFile::new().unwrap();
+        let mut encoder =
+            flate2::write::GzEncoder::new(gz.reopen().unwrap(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, &bytes).unwrap();
+        encoder.finish().unwrap();
+        for path in [plain.path(), gz.path()] {
+            let err = Tarball::open(path).err().unwrap();
+            assert!(
+                err.message
+                    .contains("GNU long name header of 524288000 bytes"),
+                "{err}"
+            );
+        }
     }
 }

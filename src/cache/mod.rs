@@ -25,6 +25,7 @@ pub mod files;
 pub mod index;
 pub mod partial;
 pub mod reach;
+pub mod space;
 pub mod trust;
 pub mod variants;
 

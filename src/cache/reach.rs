@@ -6,12 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::{self, Descriptor, ManifestKind, Platform};
 use crate::layout::{self, BlobStore};
-
-/// Indexes nest (an index of indexes is legal); real images stop at two levels.
-const MAX_DEPTH: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct Reach {
@@ -35,65 +32,44 @@ impl Reach {
     }
 }
 
-/// Walks the image `descriptor` names. A manifest that is present but unreadable is an
-/// error: what it references cannot be known, so nothing may be decided from the walk.
+/// Walks the image `descriptor` names (each manifest once, however often it is named).
+/// A manifest that is present but unreadable is an error: what it references cannot be
+/// known, so nothing may be decided from the walk.
 pub fn reach(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Reach> {
+    let graph = layout::walk_store(store, descriptor)?;
     let mut reach = Reach::default();
-    walk(store, descriptor, 0, &mut reach)?;
+    for node in &graph.nodes {
+        reach
+            .blobs
+            .insert(node.descriptor.digest.clone(), node.descriptor.size);
+        let Some(parsed) = &node.content else {
+            reach.missing.push(node.descriptor.digest.clone());
+            continue;
+        };
+        let ManifestKind::Image(manifest) = &parsed.kind else {
+            continue;
+        };
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let foreign = blob.urls.as_ref().is_some_and(|u| !u.is_empty());
+            match store.blob_size(&blob.digest) {
+                Some(_) => {
+                    reach.blobs.insert(blob.digest.clone(), blob.size);
+                }
+                None if foreign => {}
+                None => {
+                    reach.blobs.insert(blob.digest.clone(), blob.size);
+                    reach.missing.push(blob.digest.clone());
+                }
+            }
+        }
+        if let Some(platform) = image_platform(store, &manifest.config, &node.descriptor) {
+            reach.layers += manifest.layers.len();
+            reach.platforms.push(platform);
+        }
+    }
     reach.missing.sort();
     reach.missing.dedup();
     Ok(reach)
-}
-
-fn walk(
-    store: &dyn BlobStore,
-    descriptor: &Descriptor,
-    depth: usize,
-    reach: &mut Reach,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::input(format!(
-            "image index {} nests deeper than {MAX_DEPTH} levels",
-            descriptor.digest
-        )));
-    }
-    reach
-        .blobs
-        .insert(descriptor.digest.clone(), descriptor.size);
-    if store.blob_size(&descriptor.digest).is_none() {
-        reach.missing.push(descriptor.digest.clone());
-        return Ok(());
-    }
-    let bytes = layout::read_verified(store, descriptor)?;
-    let (_, kind) = image::parse_manifest(&bytes, &descriptor.media_type)
-        .map_err(|e| e.context(format!("manifest {}", descriptor.digest)))?;
-    match kind {
-        ManifestKind::Index(index) => {
-            for child in &index.manifests {
-                walk(store, child, depth + 1, reach)?;
-            }
-        }
-        ManifestKind::Image(manifest) => {
-            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                let foreign = blob.urls.as_ref().is_some_and(|u| !u.is_empty());
-                match store.blob_size(&blob.digest) {
-                    Some(_) => {
-                        reach.blobs.insert(blob.digest.clone(), blob.size);
-                    }
-                    None if foreign => {}
-                    None => {
-                        reach.blobs.insert(blob.digest.clone(), blob.size);
-                        reach.missing.push(blob.digest.clone());
-                    }
-                }
-            }
-            if let Some(platform) = image_platform(store, &manifest.config, descriptor) {
-                reach.layers += manifest.layers.len();
-                reach.platforms.push(platform);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The platform of an image manifest: from its config, else from the descriptor that

@@ -24,6 +24,7 @@
 mod containerd;
 mod docker;
 mod expect;
+mod graphs;
 mod hostile;
 mod image;
 mod json;
@@ -37,6 +38,8 @@ pub use containerd::{Attestations, ContainerdOpts, write_docker_containerd_store
 pub use docker::{write_docker_legacy, write_docker25, write_ggcr_tarball};
 #[allow(unused_imports)]
 pub use expect::*;
+#[allow(unused_imports)]
+pub use graphs::*;
 #[allow(unused_imports)]
 pub use hostile::*;
 #[allow(unused_imports)]
