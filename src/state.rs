@@ -402,7 +402,8 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     if file.metadata().ok()?.len() > MAX_STATE_FILE {
         return None;
     }
-    serde_json::from_reader(io::BufReader::new(file)).ok()
+    // The length checked above can lie (a FIFO, a device): read no further than the cap.
+    serde_json::from_reader(io::BufReader::new(io::Read::take(file, MAX_STATE_FILE))).ok()
 }
 
 /// Replaces `path` with `bytes` so that after a crash at any point it holds either the

@@ -14,6 +14,7 @@ use flate2::read::MultiGzDecoder;
 use super::headers::HeaderGuard;
 use super::stream::{Announcement, GzipStream};
 use crate::error::{Error, Result, io_error};
+use crate::sanitize::sanitize;
 
 /// Where an entry's bytes are in the (decompressed) tar stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,12 @@ pub enum Compression {
 /// so manifests and configs never need a second decompression pass.
 const CAPTURE_LIMIT: u64 = 1 << 20;
 const CAPTURE_BUDGET: u64 = 64 << 20;
+
+/// An image archive holds a few entries per layer and blob; far more is a crafted archive
+/// (a small `.tar.gz` can expand to millions of tiny entries), and each one is remembered.
+const MAX_ENTRIES: usize = 100_000;
+/// Bytes of entry names and link targets remembered, for the same reason.
+const MAX_NAME_BYTES: usize = 32 << 20;
 
 pub struct Tarball {
     path: PathBuf,
@@ -100,9 +107,19 @@ impl Tarball {
         plain_length: Option<u64>,
     ) -> Result<()> {
         let mut budget = CAPTURE_BUDGET;
+        let mut name_bytes = 0usize;
         for entry in entries {
             let mut entry = entry.map_err(|e| self.not_a_tar(e))?;
             let name = normalize_entry_path(&entry.path_bytes())?;
+            name_bytes = name_bytes.saturating_add(name.len());
+            if self.files.len() + self.links.len() >= MAX_ENTRIES || name_bytes > MAX_NAME_BYTES {
+                return Err(Error::input(format!(
+                    "{} has more than {MAX_ENTRIES} entries (or {} MiB of names); refusing a crafted archive",
+                    self.path.display(),
+                    MAX_NAME_BYTES >> 20
+                ))
+                .hint("image archives hold a few entries per layer; get the archive from its source again"));
+            }
             let location = Entry {
                 offset: entry.raw_file_position(),
                 size: entry.size(),
@@ -133,6 +150,7 @@ impl Tarball {
                         .link_name_bytes()
                         .map(|t| String::from_utf8_lossy(&t).into_owned())
                         .unwrap_or_default();
+                    name_bytes = name_bytes.saturating_add(target.len());
                     let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
                         resolve_symlink(&name, &target)
                     } else {
@@ -141,8 +159,10 @@ impl Tarball {
                     self.refuse_duplicate(&name)?;
                     let Some(resolved) = resolved else {
                         return Err(Error::input(format!(
-                            "{}: link \"{name}\" points outside the archive (\"{target}\"); refusing a crafted archive",
-                            self.path.display()
+                            "{}: link \"{}\" points outside the archive (\"{}\"); refusing a crafted archive",
+                            self.path.display(),
+                            sanitize(&name),
+                            sanitize(&target)
                         )));
                     };
                     self.links.insert(name, resolved);
@@ -158,8 +178,9 @@ impl Tarball {
     fn refuse_duplicate(&self, name: &str) -> Result<()> {
         if self.files.contains_key(name) || self.links.contains_key(name) {
             return Err(Error::input(format!(
-                "{} has two entries named \"{name}\"; refusing an ambiguous archive",
-                self.path.display()
+                "{} has two entries named \"{}\"; refusing an ambiguous archive",
+                self.path.display(),
+                sanitize(name)
             )));
         }
         Ok(())
@@ -506,6 +527,27 @@ mod tests {
         }
         builder.finish().unwrap();
         file
+    }
+
+    #[test]
+    fn an_archive_of_more_entries_than_any_image_has_is_refused() {
+        // Empty files compress to almost nothing: a few hundred KB of .tar.gz.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let encoder =
+            flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(encoder);
+        for n in 0..=MAX_ENTRIES {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(0);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("f{n}"), &b""[..])
+                .unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+        let err = Tarball::open(file.path()).err().unwrap();
+        assert!(err.message.contains("more than 100000 entries"), "{err}");
     }
 
     #[test]

@@ -94,7 +94,9 @@ impl Cache {
         if file.metadata().ok()?.len() > MAX_FILE {
             return None;
         }
-        let variant: Variant = serde_json::from_reader(io::BufReader::new(file)).ok()?;
+        // The length checked above can lie (a FIFO, a device): read no further than the cap.
+        let variant: Variant =
+            serde_json::from_reader(io::BufReader::new(io::Read::take(file, MAX_FILE))).ok()?;
         variant.is_consistent(layer, recipe).then_some(variant)
     }
 
