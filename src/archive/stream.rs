@@ -16,12 +16,21 @@ use flate2::read::MultiGzDecoder;
 /// At most this many decoders wait for reuse; each holds a 32 KiB window and buffers.
 const MAX_PARKED: usize = 4;
 
+/// A piece up to this size is inflated into memory at once and its decoder handed on, so
+/// the next reader need not wait while this piece goes over the network: many small layers
+/// then upload in parallel as they would from a plain tar.
+const READ_AHEAD_PIECE: u64 = 1 << 20;
+/// All pieces held in memory at once, whatever the number of workers.
+const READ_AHEAD_BUDGET: u64 = 8 << 20;
+
 pub struct GzipStream {
     path: PathBuf,
     state: Mutex<State>,
     changed: Condvar,
     inflated: AtomicU64,
     restarts: AtomicU64,
+    /// Bytes of pieces read ahead into memory and not yet consumed.
+    held: AtomicU64,
 }
 
 #[derive(Default)]
@@ -47,6 +56,7 @@ impl GzipStream {
             changed: Condvar::new(),
             inflated: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         })
     }
 
@@ -77,11 +87,36 @@ impl GzipStream {
     /// A reader of `length` bytes from `start`, inside the entry that begins at `entry`.
     pub fn reader(self: &Arc<Self>, entry: u64, start: u64, length: u64) -> io::Result<Reader> {
         let decoder = self.lend(entry, start, start.saturating_add(length))?;
-        Ok(Reader {
+        let mut reader = Reader {
             decoder: Some(decoder),
             remaining: length,
             stream: self.clone(),
-        })
+            ahead: None,
+        };
+        if length <= READ_AHEAD_PIECE && self.reserve(length) {
+            let mut bytes = Vec::with_capacity(length as usize);
+            let read = (&mut reader).take(length).read_to_end(&mut bytes);
+            if let Some(decoder) = reader.decoder.take() {
+                self.give_back(Some(decoder), start + length);
+            }
+            if let Err(e) = read {
+                self.held.fetch_sub(length, Ordering::Relaxed);
+                return Err(e);
+            }
+            reader.remaining = bytes.len() as u64;
+            reader.ahead = Some((io::Cursor::new(bytes), length));
+        }
+        Ok(reader)
+    }
+
+    /// Takes `length` bytes of the read-ahead budget, if they are free.
+    fn reserve(&self, length: u64) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(length)
+                    .filter(|&total| total <= READ_AHEAD_BUDGET)
+            })
+            .is_ok()
     }
 
     fn lend(&self, entry: u64, start: u64, end: u64) -> io::Result<Decoder> {
@@ -196,10 +231,15 @@ pub struct Reader {
     decoder: Option<Decoder>,
     remaining: u64,
     stream: Arc<GzipStream>,
+    /// A small piece already inflated, with the budget it holds.
+    ahead: Option<(io::Cursor<Vec<u8>>, u64)>,
 }
 
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((piece, _)) = self.ahead.as_mut() {
+            return piece.read(buf);
+        }
         let Some(decoder) = self.decoder.as_mut() else {
             return Ok(0);
         };
@@ -219,6 +259,9 @@ impl Read for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if let Some((_, reserved)) = self.ahead.take() {
+            self.stream.held.fetch_sub(reserved, Ordering::Relaxed);
+        }
         if let Some(decoder) = self.decoder.take() {
             let end = decoder.position + self.remaining;
             self.stream.give_back(Some(decoder), end);
@@ -311,6 +354,39 @@ mod tests {
         encoder.write_all(&plain).unwrap();
         encoder.finish().unwrap();
         (file, plain.len() as u64)
+    }
+
+    #[test]
+    fn a_small_piece_is_read_ahead_so_a_held_reader_does_not_stop_the_next() {
+        let plain = noise(7, 64_000);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut encoder =
+            flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+        encoder.write_all(&plain).unwrap();
+        encoder.finish().unwrap();
+        let stream = super::GzipStream::new(file.path().to_path_buf());
+
+        // The first reader is still open (its bytes on their way over the network)...
+        let mut first = stream.reader(0, 0, 10_000).unwrap();
+        // ...while a worker reads a later piece: it must not wait for the first to finish.
+        let later = stream.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let read = later
+                .reader(30_000, 30_000, 20_000)
+                .and_then(|mut r| r.read_to_end(&mut bytes));
+            done.send(read.map(|_| bytes)).unwrap();
+        });
+        let later_bytes = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the later reader waited for the held one")
+            .unwrap();
+        assert_eq!(later_bytes, &plain[30_000..50_000]);
+        let mut first_bytes = Vec::new();
+        first.read_to_end(&mut first_bytes).unwrap();
+        assert_eq!(first_bytes, &plain[..10_000]);
+        assert!(stream.inflated() <= plain.len() as u64);
     }
 
     #[test]
