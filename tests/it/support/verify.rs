@@ -3,11 +3,6 @@
 //! archive says a correct push produces, both through the harness's own client and
 //! through skopeo as an independent reader.
 
-// Each push test crate uses a different subset.
-#![allow(dead_code)]
-
-pub mod revoking_proxy;
-
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,10 +10,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{RegistryClient, TestRegistry, sha256_digest};
-use crate::common_fixtures::{
+use crate::fixtures::{
     BlobRef, DOCKER_MANIFEST, ExpectedManifest, ExpectedTarget, OCI_INDEX, OCI_MANIFEST, TestImage,
 };
+use crate::support::{RegistryClient, TestRegistry, sha256_digest};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
 
@@ -108,7 +103,7 @@ pub fn pusher() -> Pusher {
         args: Vec::new(),
         env: Vec::new(),
         stdin: None,
-        home: crate::common::workspace_tmp(),
+        home: crate::support::workspace_tmp(),
         path_prefix: None,
     }
 }
@@ -348,7 +343,7 @@ pub fn stored_blobs(registry: &TestRegistry) -> Vec<String> {
 /// independent check proves less than it claims.
 pub fn require_skopeo() {
     assert!(
-        crate::common_fixtures::skopeo_available(),
+        crate::fixtures::skopeo_available(),
         "skopeo not found: install the Debian package skopeo (make test does this)"
     );
 }
@@ -370,7 +365,7 @@ impl SkopeoAccess {
         match registry.ca_cert_path() {
             // containers/image reads `*.crt` in --cert-dir as extra roots.
             Some(ca) => {
-                let dir = crate::common::workspace_tmp();
+                let dir = crate::support::workspace_tmp();
                 std::fs::copy(ca, dir.path().join("ca.crt")).expect("copy CA for skopeo");
                 access.tls_args = vec![
                     "--cert-dir".into(),
@@ -420,7 +415,7 @@ pub fn skopeo_inspect_digest(
     image: &str,
     digest: &str,
 ) {
-    let home = crate::common::workspace_tmp();
+    let home = crate::support::workspace_tmp();
     let mut command = access.command(home.path());
     command
         .args(["--insecure-policy", "inspect", "--raw"])
@@ -443,7 +438,7 @@ pub fn skopeo_copy_out(
     image: &str,
     all: bool,
 ) -> String {
-    let home = crate::common::workspace_tmp();
+    let home = crate::support::workspace_tmp();
     let out = home.path().join("out");
     let mut command = access.command(home.path());
     command.args(["--insecure-policy", "copy", "--quiet", "--preserve-digests"]);

@@ -3,16 +3,12 @@
 //! archive directly lands. Damaged archives are refused without listing anything, and an
 //! extract killed midway is finished by the next run.
 
-mod cache_support;
-mod common;
-mod common_fixtures;
-
 use std::path::Path;
 use std::time::Duration;
 
-use cache_support::*;
-use common::{RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-use common_fixtures::*;
+use crate::fixtures::*;
+use crate::support::cache::*;
+use crate::support::{RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
 
 const ACCEPT: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",

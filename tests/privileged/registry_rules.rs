@@ -6,19 +6,17 @@
 //!
 //! Needs root (mount namespaces); says NOT RUN, with the reason, where it cannot.
 
-mod common;
-mod common_fixtures;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::faults::Exchange;
-use common::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
-use common::{
+use crate::fixtures::{Expected, TestImage, write_docker25};
+use crate::support;
+use crate::support::faults::Exchange;
+use crate::support::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
+use crate::support::{
     FaultProxy, Mode, Pusher, RegistryClient, RegistryOptions, Run, TestRegistry,
     verify_reported_image,
 };
-use common_fixtures::{Expected, TestImage, write_docker25};
 
 const MIB: u64 = 1 << 20;
 const GHCR: &str = "ghcr.io";
@@ -57,7 +55,7 @@ impl Setup {
     fn new() -> Setup {
         let registry = TestRegistry::start(RegistryOptions::plain());
         let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
-        let dir = common::workspace_tmp();
+        let dir = support::workspace_tmp();
         let archive = dir.path().join("image.tar");
         let image = TestImage::new(23, &[12 << 20], false, ("linux", "amd64"));
         let expected =

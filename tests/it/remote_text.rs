@@ -2,12 +2,9 @@
 //! platforms from an archive or cache, reach stdout and stderr with their escape
 //! sequences made inert and their length cut.
 
-mod common;
-mod common_fixtures;
-
-use common::faults::{Fault, FaultProxy, Match, Mode, Rule};
-use common::{Pusher, RegistryOptions, TestRegistry, workspace_tmp};
-use common_fixtures as fx;
+use crate::fixtures as fx;
+use crate::support::faults::{Fault, FaultProxy, Match, Mode, Rule};
+use crate::support::{Pusher, RegistryOptions, TestRegistry, workspace_tmp};
 
 const HOSTILE: &str = "\x1b[2J\x1b]0;pwned\x07\u{9b}31mgotcha";
 

@@ -3,7 +3,7 @@
 //! Docker token auth, plus a small verification client that is independent
 //! of the product code.
 //!
-//! Use from an integration test with `mod common;`. Nothing here is global:
+//! Declared as `mod support;` by the `it` and `privileged` test crates. Nothing here is global:
 //! every registry, token server and client is its own value, so tests can
 //! run in parallel.
 //!
@@ -14,17 +14,20 @@
 //! assert!(client.blob_exists("demo/app", &digest));
 //! ```
 
-// Each integration-test crate compiles this module and uses a different
-// subset of it.
+// The privileged crate compiles this module too and uses a small subset of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod cache;
 pub mod client;
 pub mod faults;
 pub mod pki;
+pub mod pull_proxy;
 pub mod pusher;
 pub mod registry;
+pub mod revoking_proxy;
 pub mod tls_front;
 pub mod token;
+pub mod verify;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
 pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};

@@ -1,4 +1,4 @@
-//! Faults during one run of a push, injected by the proxy in `tests/common/faults.rs`
+//! Faults during one run of a push, injected by the proxy in `tests/it/support/faults.rs`
 //! between the product and the real registry. Each test: the push completes, the image
 //! verifies digest by digest, and the bytes sent again are bounded and asserted. The
 //! bound is one chunk per fault whenever the registry kept its upload session.
@@ -10,19 +10,17 @@
 //! buffering mode (a front end such as nginx that forwards only complete requests, the
 //! usual production set-up) hold the one-chunk bound.
 
-mod common;
-mod common_fixtures;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
-use common::{
+use crate::fixtures::{Expected, TestImage, write_docker25};
+use crate::support;
+use crate::support::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
+use crate::support::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
     Run, TestRegistry, TokenOptions, verify_reported_image,
 };
-use common_fixtures::{Expected, TestImage, write_docker25};
 
 const CHUNK: u64 = 1 << 20;
 const LAYER: usize = 6 << 20;
@@ -39,7 +37,7 @@ impl Setup {
     fn new(mode: Mode, options: RegistryOptions) -> Setup {
         let registry = TestRegistry::start(options);
         let proxy = FaultProxy::start(&registry.host(), mode);
-        let dir = common::workspace_tmp();
+        let dir = support::workspace_tmp();
         let archive = dir.path().join("image.tar");
         let image = TestImage::new(7, &[LAYER], false, ("linux", "amd64"));
         let expected =

@@ -3,23 +3,21 @@
 //! decompress to the config's diff_ids, skopeo copying the image (it verifies every
 //! digest), and the digests staying the same across runs, cuts and resumes.
 
-mod common;
-mod common_fixtures;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::pusher::read_tree;
-use common::{
-    Fault, FaultProxy, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule, Run,
-    TestRegistry, send_signal,
-};
-use common_fixtures::{
+use crate::fixtures::{
     OciEntry, Rng, TarEntry, TestImage, TestLayer, digest, tar_bytes, write_docker_legacy,
     write_docker25, write_oci_archive,
+};
+use crate::support;
+use crate::support::pusher::read_tree;
+use crate::support::{
+    Fault, FaultProxy, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule, Run,
+    TestRegistry, send_signal,
 };
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -101,7 +99,7 @@ impl Setup {
 
     fn writing(image: TestImage, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Setup {
         let registry = TestRegistry::start(RegistryOptions::plain());
-        let dir = common::workspace_tmp();
+        let dir = support::workspace_tmp();
         let archive = dir.path().join("image.tar");
         write(&archive).expect("fixture");
         Setup {
@@ -139,7 +137,7 @@ impl Setup {
     fn manifest_at(&self, repository: &str, reference: &str) -> (serde_json::Value, String) {
         let (body, content_type, digest) =
             self.client().get_manifest(repository, reference, &ACCEPT);
-        assert_eq!(common::sha256_digest(&body), digest);
+        assert_eq!(support::sha256_digest(&body), digest);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["mediaType"].as_str().unwrap(), content_type);
         (value, digest)

@@ -2,20 +2,18 @@
 //! cross-repository mounts. Faults are placed with the fault proxy's hooks at exact
 //! points of a push (when the nth chunk arrives), so nothing depends on timing.
 
-mod common;
-mod common_fixtures;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::pusher::{ONE_CHUNKED_UPLOAD_AT_A_TIME, read_tree};
-use common::{
+use crate::fixtures::{Expected, TestImage, write_docker25};
+use crate::support::pusher::{ONE_CHUNKED_UPLOAD_AT_A_TIME, read_tree};
+use crate::support::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
     Run, TestRegistry, TokenOptions, send_signal, verify_reported_image,
 };
-use common_fixtures::{Expected, TestImage, write_docker25};
+use crate::{fixtures, support};
 
 const CHUNK: u64 = 1 << 20;
 
@@ -34,7 +32,7 @@ impl Setup {
 
     fn with_registry(mode: Mode, registry: TestRegistry) -> Setup {
         let proxy = FaultProxy::start(&registry.host(), mode);
-        let dir = common::workspace_tmp();
+        let dir = support::workspace_tmp();
         let archive = dir.path().join("image.tar");
         let image = TestImage::new(11, &[6 << 20], false, ("linux", "amd64"));
         let expected =
@@ -344,11 +342,8 @@ fn mount_from_names_a_repository_this_tool_never_saw() {
     // Another tool put the blobs into `other/source`.
     let client = RegistryClient::new(&setup.registry);
     let layer = setup.expected.blobs.iter().max_by_key(|b| b.size).unwrap();
-    let fixture = common_fixtures::TestImage::new(11, &[6 << 20], false, ("linux", "amd64"));
-    assert_eq!(
-        common_fixtures::digest(&fixture.layers[0].tar),
-        layer.digest
-    );
+    let fixture = fixtures::TestImage::new(11, &[6 << 20], false, ("linux", "amd64"));
+    assert_eq!(fixtures::digest(&fixture.layers[0].tar), layer.digest);
     client.put_blob("other/source", &fixture.layers[0].tar);
     let run = setup
         .pusher("mount/named", &["--mount-from", "other/source"])

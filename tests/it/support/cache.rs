@@ -2,17 +2,13 @@
 //! putting test images into a registry with the harness's own client (independent of the
 //! product code), and reading a cache directory back.
 
-#![allow(dead_code)]
-
-pub mod proxy;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::common::RegistryClient;
-use crate::common_fixtures::{
+use crate::fixtures::{
     IndexEntry, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, TestImage, index_json, oci_manifest,
 };
+use crate::support::RegistryClient;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
 
@@ -88,11 +84,11 @@ pub fn upload_index(
         let digest = upload_image(
             client,
             repo,
-            &crate::common_fixtures::digest(&oci_manifest(image)),
+            &crate::fixtures::digest(&oci_manifest(image)),
             image,
         );
         entries.push(IndexEntry {
-            blob: crate::common_fixtures::BlobRef {
+            blob: crate::fixtures::BlobRef {
                 digest,
                 size: oci_manifest(image).len() as u64,
                 media_type: OCI_MANIFEST.to_string(),
@@ -108,7 +104,7 @@ pub fn upload_index(
 /// Every digest an image consists of (manifest, config, layers).
 pub fn image_digests(image: &TestImage) -> Vec<String> {
     let mut digests = vec![
-        crate::common_fixtures::digest(&oci_manifest(image)),
+        crate::fixtures::digest(&oci_manifest(image)),
         image.config_blob(OCI_CONFIG).digest,
     ];
     digests.extend(image.layers.iter().map(|l| l.digest.clone()));
@@ -148,7 +144,7 @@ pub fn blob_path(cache: &Path, digest: &str) -> PathBuf {
 pub fn assert_cached(cache: &Path, digest: &str) {
     let bytes = std::fs::read(blob_path(cache, digest))
         .unwrap_or_else(|e| panic!("blob {digest} is not in the cache: {e}"));
-    assert_eq!(crate::common::sha256_digest(&bytes), digest);
+    assert_eq!(crate::support::sha256_digest(&bytes), digest);
 }
 
 /// Files in the cache's temporary area (partial downloads, temp files).

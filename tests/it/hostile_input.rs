@@ -4,17 +4,15 @@
 //! stderr, the exit code of its class (2 usage, 3 input, 4 auth, 5 network,
 //! 6 registry), no panic, and nothing written to the registry.
 
-mod common;
-mod common_fixtures;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::{
+use crate::fixtures as fx;
+use crate::support;
+use crate::support::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RegistryOptions, Rule, TcpRelay,
     TestRegistry, TokenOptions,
 };
-use common_fixtures as fx;
 
 const USAGE: i32 = 2;
 const INPUT: i32 = 3;
@@ -56,7 +54,7 @@ struct Case {
     untouched: Untouched,
     /// Words the error line must contain (what went wrong, in the user's terms).
     says: &'static str,
-    run: fn(&World, &Path) -> common::Run,
+    run: fn(&World, &Path) -> support::Run,
 }
 
 fn write(world: &World, name: &str, fixture: fn(&Path) -> std::io::Result<()>) -> PathBuf {
@@ -65,7 +63,7 @@ fn write(world: &World, name: &str, fixture: fn(&Path) -> std::io::Result<()>) -
     path
 }
 
-fn push_to_proxy(world: &World, dir: &Path, archive: &Path, repository: &str) -> common::Run {
+fn push_to_proxy(world: &World, dir: &Path, archive: &Path, repository: &str) -> support::Run {
     let target = format!("http://{}/{repository}:1", world.proxy.host());
     Pusher::push(dir, archive, &target, &["-q", "--retry-attempts", "1"]).run()
 }
@@ -79,7 +77,7 @@ fn archive_case(
     world: &World,
     dir: &Path,
     fixture: fn(&Path) -> std::io::Result<()>,
-) -> common::Run {
+) -> support::Run {
     let archive = write(
         world,
         &format!("{}.tar", dir.file_name().unwrap().to_string_lossy()),
@@ -414,7 +412,7 @@ fn cases() -> Vec<Case> {
 
 /// Every manifest revision stored in a registry's filesystem.
 fn stored_manifests(registry: &TestRegistry) -> Vec<PathBuf> {
-    common::pusher::read_tree(
+    support::pusher::read_tree(
         &registry
             .storage_dir()
             .join("docker/registry/v2/repositories"),
@@ -431,7 +429,7 @@ fn stored_in(registry: &TestRegistry, repository: &str) -> Vec<PathBuf> {
         .storage_dir()
         .join("docker/registry/v2/repositories")
         .join(repository);
-    common::pusher::read_tree(&root)
+    support::pusher::read_tree(&root)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| {
@@ -443,7 +441,7 @@ fn stored_in(registry: &TestRegistry, repository: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_hostile_or_broken_input_fails_with_one_line_its_exit_code_and_no_writes() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let plain = TestRegistry::start(RegistryOptions::plain());
     let proxy = FaultProxy::start(&plain.host(), Mode::Buffering);
     let basic =

@@ -3,16 +3,12 @@
 //! save to one file, extract into a fresh cache, push to registry B, and B serves the
 //! same manifest digests A does.
 
-mod cache_support;
-mod common;
-mod common_fixtures;
-
 use std::path::Path;
 use std::process::Command;
 
-use cache_support::*;
-use common::{Auth, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-use common_fixtures::*;
+use crate::fixtures::*;
+use crate::support::cache::*;
+use crate::support::{Auth, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
 
 const ACCEPT: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",

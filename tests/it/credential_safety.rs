@@ -3,20 +3,18 @@
 //! token the registry saw), not to another host on a redirect. `--password-stdin`
 //! works, `-p` warns, and TLS verification stays on unless `--skip-tls`.
 
-mod common;
-mod common_fixtures;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use base64::Engine as _;
-use common::pusher::read_tree;
-use common::{
+use crate::fixtures::{TestImage, write_docker25};
+use crate::support;
+use crate::support::pusher::read_tree;
+use crate::support::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RecordingServer, RegistryClient,
     RegistryOptions, Rule, Run, TestRegistry, TokenOptions, send_signal, verify_image,
     verify_reported_image,
 };
-use common_fixtures::{TestImage, write_docker25};
+use base64::Engine as _;
 
 const PASSWORD: &str = "Sup3r-s3cret-pw-7f3a";
 
@@ -74,7 +72,7 @@ fn verbose_failing_and_interrupted_token_runs_never_show_the_password_or_tokens(
         .grant(Grant::user("alice", "*", &["pull", "push"]));
     let registry = TestRegistry::start(RegistryOptions::plain().auth(Auth::Token(tokens)));
     let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     let target = format!("http://{}/secret/app:1", proxy.host());
     let args = [
@@ -170,7 +168,7 @@ fn basic_auth_credentials_never_reach_output_or_state() {
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", PASSWORD)));
     let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let target = format!("http://{}/secret/basic:1", proxy.host());
     proxy.add(Rule::new(
@@ -208,7 +206,7 @@ fn authorization_never_follows_a_redirect_to_another_host() {
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", PASSWORD)));
     let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
     let elsewhere = RecordingServer::start(404);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     // The first blob check is sent to another host, as registries do for storage.
     proxy.add(Rule::new(
@@ -253,7 +251,7 @@ fn authorization_never_follows_a_redirect_to_another_host() {
 fn password_stdin_is_quiet_and_password_flag_warns_once() {
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", PASSWORD)));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let target = format!("http://{}/secret/flags:1", registry.host());
 
@@ -306,7 +304,7 @@ fn password_stdin_is_quiet_and_password_flag_warns_once() {
 #[test]
 fn tls_is_verified_unless_skip_tls_is_given() {
     let registry = TestRegistry::start(RegistryOptions::plain().tls(true));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     let target = format!("https://{}/secret/tls:1", registry.host());
 

@@ -6,15 +6,13 @@
 //! Needs root (chroot, network namespaces). Where the machine does not allow them the test
 //! says so plainly and does nothing else.
 
-mod common;
-mod common_fixtures;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::pki;
-use common_fixtures::{TestImage, write_docker25};
+use crate::fixtures::{TestImage, write_docker25};
+use crate::support;
+use crate::support::pki;
 
 const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -143,7 +141,7 @@ fn static_binary_pushes_over_tls_by_hosts_and_dns_names_inside_a_bare_chroot() {
         eprintln!("static_binary: NOT RUN on this machine: {reason}");
         return;
     }
-    common::registry::require_registry_binary(Path::new(common::registry::REGISTRY_BIN));
+    support::registry::require_registry_binary(Path::new(support::registry::REGISTRY_BIN));
     assert!(
         Path::new("/usr/sbin/dnsmasq").exists(),
         "dnsmasq not found: install the Debian package dnsmasq-base (make test does this)"
@@ -161,7 +159,7 @@ fn static_binary_pushes_over_tls_by_hosts_and_dns_names_inside_a_bare_chroot() {
         "ldd says: {ldd}"
     );
 
-    let work = common::workspace_tmp();
+    let work = support::workspace_tmp();
     let certs = pki::make_server_certs_for(
         &work.path().join("pki"),
         &["registry.test", "dns-registry.test"],
@@ -212,7 +210,7 @@ fn static_binary_pushes_over_tls_by_hosts_and_dns_names_inside_a_bare_chroot() {
         ),
     )
     .unwrap();
-    let mut registry = namespace.command(common::registry::REGISTRY_BIN);
+    let mut registry = namespace.command(support::registry::REGISTRY_BIN);
     registry.arg("serve").arg(&config);
     namespace.spawn(registry, &work.path().join("registry.log"));
     let mut dns = namespace.command("/usr/sbin/dnsmasq");
@@ -266,7 +264,7 @@ fn static_binary_pushes_over_tls_by_hosts_and_dns_names_inside_a_bare_chroot() {
             served.status.success(),
             "the registry does not serve {repository}:1"
         );
-        assert_eq!(common::sha256_digest(&served.stdout), digest);
+        assert_eq!(support::sha256_digest(&served.stdout), digest);
     }
 
     // The bundled C zstd library works in the static binary too.

@@ -5,22 +5,20 @@
 //! end in bounded time and memory, cleanly: refused with one line and its exit code, or
 //! done.
 
-mod common;
-mod common_fixtures;
-
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Pusher, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-use common_fixtures as fx;
+use crate::fixtures as fx;
+use crate::support;
+use crate::support::{Pusher, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
 
 const INPUT: i32 = 3;
 /// Far above what these take (well under a second in a release build), far below the
 /// minutes a tree walk takes, with room for a debug build on a loaded machine.
 const BOUND: Duration = Duration::from_secs(15);
 
-fn timed(pusher: &Pusher) -> (common::Run, Duration) {
+fn timed(pusher: &Pusher) -> (support::Run, Duration) {
     let start = Instant::now();
     let run = pusher.run();
     (run, start.elapsed())
@@ -201,7 +199,7 @@ fn a_gzipped_archive_with_a_500_mb_long_name_header_is_refused_at_once() {
 
 /// A registry image whose one layer's descriptor says `declared` bytes; pulls it into
 /// a fresh cache and returns the run, how long it took, and the files left in `tmp/`.
-fn pull_declaring(declared: u64) -> (common::Run, Duration, usize) {
+fn pull_declaring(declared: u64) -> (support::Run, Duration, usize) {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let client = RegistryClient::new(&registry);
     let repo = "hostile/huge";

@@ -4,17 +4,13 @@
 //! from before the marker is adopted only when everything in it is the tool's; an oversized
 //! `index.json` is refused; `pull` replaces a cached blob damaged in place.
 
-mod cache_support;
-mod common;
-mod common_fixtures;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use cache_support::*;
-use common::{RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-use common_fixtures::*;
+use crate::fixtures::*;
+use crate::support::cache::*;
+use crate::support::{RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
 
 const MARKER: &str = "docker-image-pusher-cache";
 

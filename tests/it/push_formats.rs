@@ -3,15 +3,12 @@
 //! through skopeo as an independent client. Each format is also pushed gzipped whole and
 //! must land the same image.
 
-mod common;
-mod common_fixtures;
-mod push_support;
-
 use std::path::{Path, PathBuf};
 
-use common::{RegistryClient, RegistryOptions, TestRegistry};
-use common_fixtures::*;
-use push_support::*;
+use crate::fixtures::*;
+use crate::support;
+use crate::support::verify::*;
+use crate::support::{RegistryClient, RegistryOptions, TestRegistry};
 
 /// One plain-HTTP registry and a scratch directory for a test.
 struct Setup {
@@ -26,7 +23,7 @@ fn setup() -> Setup {
     Setup {
         registry,
         client,
-        dir: common::workspace_tmp(),
+        dir: support::workspace_tmp(),
     }
 }
 

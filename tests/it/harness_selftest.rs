@@ -2,14 +2,13 @@
 //! every mode (plain, TLS, htpasswd, token) and the lifecycle operations
 //! other tests rely on (restart, kill, parallel instances).
 
-mod common;
-
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::registry::require_registry_binary;
-use common::{
+use crate::support;
+use crate::support::registry::require_registry_binary;
+use crate::support::{
     Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions, same_scope,
     sha256_digest,
 };
@@ -145,7 +144,7 @@ fn tls_registry_is_trusted_with_the_test_ca_only() {
     assert_eq!(resp.status().as_u16(), 200);
 
     // Without the CA the handshake must fail: proves it is real TLS with an untrusted cert.
-    let untrusting = common::http_agent(None);
+    let untrusting = support::http_agent(None);
     assert!(untrusting.get(format!("{}/v2/", reg.url())).call().is_err());
 }
 

@@ -4,16 +4,13 @@
 //! usage errors, `--dry-run`, chunked uploads, `--force-upload`, `--skip-existing`,
 //! `--quiet`, and the docker-push-style result line.
 
-mod common;
-mod common_fixtures;
-mod push_support;
-
 use std::path::{Path, PathBuf};
 
+use crate::fixtures::*;
+use crate::support;
+use crate::support::verify::*;
+use crate::support::{Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions};
 use base64::Engine as _;
-use common::{Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions};
-use common_fixtures::*;
-use push_support::*;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -24,7 +21,7 @@ struct Fixture {
 
 /// A Docker 25+ archive of an uncompressed image (layers of the given sizes).
 fn fixture(seed: u64, layers: &[usize]) -> Fixture {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let file = dir.path().join("image.tar");
     let image = image(seed, layers, false);
     let exp = write_docker25(&file, &[(image.clone(), vec!["app:1".into()])]).unwrap();
@@ -581,7 +578,7 @@ fn docker_config(dir: &Path, json: &serde_json::Value) {
 fn docker_config_auths_entry_is_used() {
     let f = fixture(17, &[3_000]);
     let (registry, client) = basic();
-    let config = common::workspace_tmp();
+    let config = support::workspace_tmp();
     let auth = base64::engine::general_purpose::STANDARD.encode("bob:bob-pw");
     docker_config(
         config.path(),
@@ -631,9 +628,9 @@ fi
 fn docker_config_cred_helper_is_run() {
     let f = fixture(18, &[3_000]);
     let (registry, client) = basic();
-    let bin = common::workspace_tmp();
+    let bin = support::workspace_tmp();
     let log = credential_helper(bin.path(), &registry.host());
-    let config = common::workspace_tmp();
+    let config = support::workspace_tmp();
     docker_config(
         config.path(),
         &serde_json::json!({ "credHelpers": { registry.host(): "test" } }),
@@ -662,7 +659,7 @@ fn docker_config_cred_helper_is_run() {
 fn missing_credential_helper_is_a_clear_auth_error() {
     let f = fixture(27, &[3_000]);
     let (registry, _) = basic();
-    let config = common::workspace_tmp();
+    let config = support::workspace_tmp();
     docker_config(
         config.path(),
         &serde_json::json!({ "credHelpers": { registry.host(): "absent-helper" } }),
@@ -681,7 +678,7 @@ fn missing_credential_helper_is_a_clear_auth_error() {
 fn flags_beat_docker_config() {
     let f = fixture(19, &[3_000]);
     let (registry, _) = basic();
-    let config = common::workspace_tmp();
+    let config = support::workspace_tmp();
     let auth = base64::engine::general_purpose::STANDARD.encode("nobody:wrong");
     docker_config(
         config.path(),

@@ -3,14 +3,11 @@
 //! script can trust, `--quiet` prints only the digest line, and output that is not a
 //! terminal carries no control codes.
 
-mod common;
-mod common_fixtures;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{RegistryClient, RegistryOptions, TestRegistry, sha256_digest, workspace_tmp};
-use common_fixtures::{Expected, OCI_MANIFEST, TestImage, write_docker25};
+use crate::fixtures::{Expected, OCI_MANIFEST, TestImage, write_docker25};
+use crate::support::{RegistryClient, RegistryOptions, TestRegistry, sha256_digest, workspace_tmp};
 use serde_json::Value;
 
 /// Runs the pusher with a clean environment: no `DOCKER_PUSHER_*` settings or registry

@@ -3,19 +3,15 @@
 //! the proxy forwarded), surviving SIGKILL, redirects to blob storage without credentials,
 //! anonymous token pulls, corrupt content refused, and two pulls into one cache at once.
 
-mod cache_support;
-mod common;
-mod common_fixtures;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cache_support::proxy::{Faults, Proxy, Storage};
-use cache_support::*;
-use common::{
+use crate::fixtures::{TestImage, TestLayer, digest, oci_manifest, skopeo_inspect_raw};
+use crate::support::cache::*;
+use crate::support::pull_proxy::{Faults, Proxy, Storage};
+use crate::support::{
     Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions, workspace_tmp,
 };
-use common_fixtures::{TestImage, TestLayer, digest, oci_manifest, skopeo_inspect_raw};
 
 fn small_image(seed: u64) -> TestImage {
     TestImage::new(seed, &[20_000, 60_000], true, ("linux", "amd64"))

@@ -2,16 +2,13 @@
 //! `--ca-cert` or unchecked with `--skip-tls`, htpasswd Basic auth and Docker token auth
 //! (tokens shared across requests and workers, renewed on a 401, denials explained).
 
-mod common;
-mod common_fixtures;
-mod push_support;
-
 use std::path::PathBuf;
 
-use common::{Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions};
-use common_fixtures::*;
-use push_support::revoking_proxy::RevokingProxy;
-use push_support::*;
+use crate::fixtures::*;
+use crate::support;
+use crate::support::revoking_proxy::RevokingProxy;
+use crate::support::verify::*;
+use crate::support::{Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions};
 
 /// A Docker 25+ archive of a small image and what pushing it must produce.
 fn archive(dir: &tempfile::TempDir, seed: u64, layers: &[usize]) -> (PathBuf, ExpectedTarget) {
@@ -35,7 +32,7 @@ fn token_registry(lifetime_seconds: u64) -> TestRegistry {
 #[test]
 fn tls_registry_is_trusted_with_ca_cert() {
     let registry = TestRegistry::start(RegistryOptions::plain().tls(true));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 1, &[20_000, 3_000]);
     let ca = registry.ca_cert_path().unwrap();
     let run = pusher()
@@ -78,7 +75,7 @@ fn tls_registry_is_trusted_with_ca_cert() {
 #[test]
 fn tls_registry_with_an_unknown_ca_fails_with_a_hint_and_uploads_nothing() {
     let registry = TestRegistry::start(RegistryOptions::plain().tls(true));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, _) = archive(&dir, 2, &[5_000]);
     let run = pusher()
         .args(["push", "--source"])
@@ -99,7 +96,7 @@ fn tls_registry_with_an_unknown_ca_fails_with_a_hint_and_uploads_nothing() {
 #[test]
 fn skip_tls_pushes_without_checking_and_warns() {
     let registry = TestRegistry::start(RegistryOptions::plain().tls(true));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 3, &[8_000]);
     let run = pusher()
         .args(["push", "--source"])
@@ -131,7 +128,7 @@ fn skip_tls_pushes_without_checking_and_warns() {
 #[test]
 fn plain_http_registry_needs_http_scheme_or_insecure() {
     let registry = TestRegistry::start(RegistryOptions::plain());
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 4, &[4_000]);
     let bare = format!("{}/plain/app:1", registry.host());
     let run = pusher()
@@ -154,7 +151,7 @@ fn plain_http_registry_needs_http_scheme_or_insecure() {
     assert_eq!(run.pushed().1, digest);
 
     // `--insecure` allows plain HTTP but an https:// target still starts with TLS
-    // (see tests/no_downgrade.rs), so a plain registry is a network error naming the fix.
+    // (see tests/it/no_downgrade.rs), so a plain registry is a network error naming the fix.
     let run = pusher()
         .args(["push", "--source"])
         .arg(&file)
@@ -173,7 +170,7 @@ fn plain_http_registry_needs_http_scheme_or_insecure() {
 fn htpasswd_registry_takes_basic_credentials() {
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 5, &[10_000, 2_000]);
     let run = push(
         &registry,
@@ -202,7 +199,7 @@ fn htpasswd_registry_takes_basic_credentials() {
 fn htpasswd_wrong_password_is_an_auth_error() {
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("bob", "bob-pw")));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, _) = archive(&dir, 6, &[3_000]);
     let run = push(
         &registry,
@@ -238,7 +235,7 @@ fn htpasswd_wrong_password_is_an_auth_error() {
 #[test]
 fn token_auth_push_shares_one_token_across_workers() {
     let registry = token_registry(300);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let sizes: Vec<usize> = (0..11).map(|i| 2_000 + i * 700).collect();
     let (file, expected) = archive(&dir, 7, &sizes);
     let run = push(
@@ -296,7 +293,7 @@ fn token_auth_push_shares_one_token_across_workers() {
 #[test]
 fn token_auth_wrong_password_is_an_auth_error() {
     let registry = token_registry(300);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, _) = archive(&dir, 8, &[3_000]);
     let run = push(
         &registry,
@@ -322,7 +319,7 @@ fn token_auth_wrong_password_is_an_auth_error() {
 #[test]
 fn read_only_token_on_an_unknown_repository_is_a_clear_denial() {
     let registry = token_registry(300);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, _) = archive(&dir, 9, &[3_000]);
     let run = push(
         &registry,
@@ -345,7 +342,7 @@ fn read_only_token_on_an_unknown_repository_is_a_clear_denial() {
 #[test]
 fn anonymous_push_to_a_token_registry_asks_for_credentials() {
     let registry = token_registry(300);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, _) = archive(&dir, 10, &[3_000]);
     let run = push(&registry, &file, "tok/app:1", &[]).failure(4);
     let error = run.stderr.lines().last().unwrap_or_default();
@@ -359,7 +356,7 @@ fn anonymous_push_to_a_token_registry_asks_for_credentials() {
 fn anonymous_tokens_suffice_where_the_registry_grants_anonymous_push() {
     let opts = TokenOptions::new().grant(Grant::anonymous("open/*", &["pull", "push"]));
     let registry = TestRegistry::start(RegistryOptions::plain().auth(Auth::Token(opts)));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 12, &[3_000, 1_000]);
     let run = push(&registry, &file, "open/app:1", &[]).success();
     let log = registry.token_server().unwrap().request_log();
@@ -377,7 +374,7 @@ fn anonymous_tokens_suffice_where_the_registry_grants_anonymous_push() {
 #[test]
 fn token_refused_mid_push_is_renewed_and_the_push_completes() {
     let registry = token_registry(300);
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (file, expected) = archive(&dir, 11, &[9_000, 4_000, 1_000]);
     let ping = RegistryClient::new(&registry)
         .raw("GET", "/v2/", None)
@@ -420,7 +417,7 @@ fn tls_token_auth_chunked_parallel_push_of_a_gzipped_index() {
         .user("alice", "alice-pw")
         .grant(Grant::user("alice", "*", &["pull", "push"]));
     let registry = TestRegistry::start(RegistryOptions::plain().tls(true).auth(Auth::Token(opts)));
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let tar = dir.path().join("index.tar");
     let exp = write_oci_archive(&tar, &[(OciEntry::Index(platforms(13)), "all")]).unwrap();
     let gz = dir.path().join("index.tar.gz");

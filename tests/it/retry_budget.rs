@@ -4,17 +4,17 @@
 //! bytes with their own one-line error. The fault proxy in front of the real registry
 //! counts the bytes the client sent.
 
-mod common;
-mod common_fixtures;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
-use common::{Fault, FaultProxy, Match, Mode, Pusher, RegistryOptions, Rule, Run, TestRegistry};
-use common_fixtures::{Expected, TestImage, write_docker25};
+use crate::fixtures::{Expected, TestImage, write_docker25};
+use crate::support;
+use crate::support::pusher::ONE_CHUNKED_UPLOAD_AT_A_TIME;
+use crate::support::{
+    Fault, FaultProxy, Match, Mode, Pusher, RegistryOptions, Rule, Run, TestRegistry,
+};
 
 /// `ONE_CHUNKED_UPLOAD_AT_A_TIME` sends 1 MiB chunks.
 const CHUNK: u64 = 1 << 20;
@@ -32,7 +32,7 @@ impl Setup {
     fn new(layer: usize) -> Setup {
         let registry = TestRegistry::start(RegistryOptions::plain());
         let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
-        let dir = common::workspace_tmp();
+        let dir = support::workspace_tmp();
         let archive = dir.path().join("image.tar");
         let image = TestImage::new(11, &[layer], false, ("linux", "amd64"));
         let expected =

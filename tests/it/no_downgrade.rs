@@ -6,18 +6,16 @@
 //! warning. Also here: answers that merely look odd (a HEAD of the wrong size, a token
 //! that claims to live for 2^64 seconds) and a password typed into the target.
 
-mod common;
-mod common_fixtures;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::pki::{ServerCerts, make_server_certs};
-use common::{
+use crate::fixtures::{TestImage, write_docker25};
+use crate::support;
+use crate::support::pki::{ServerCerts, make_server_certs};
+use crate::support::{
     Auth, Fault, FaultProxy, Grant, Match, Mode, Pusher, RecordingServer, RegistryOptions, Rule,
     Run, TestRegistry, TlsFront, TokenOptions, verify_reported_image,
 };
-use common_fixtures::{TestImage, write_docker25};
 
 const PASSWORD: &str = "Pl41n-http-n3ver-9c1e";
 
@@ -62,7 +60,7 @@ fn assert_refused(run: &Run, fragments: &[&str]) {
 
 #[test]
 fn an_upload_location_on_plain_http_is_refused_before_credentials_or_layers_reach_it() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("alice", PASSWORD)));
@@ -96,7 +94,7 @@ fn an_upload_location_on_plain_http_is_refused_before_credentials_or_layers_reac
 
 #[test]
 fn distribution_behind_a_tls_proxy_without_forwarded_proto_is_named_as_the_cause() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("alice", PASSWORD)));
@@ -124,7 +122,7 @@ fn distribution_behind_a_tls_proxy_without_forwarded_proto_is_named_as_the_cause
 
 #[test]
 fn insecure_on_an_https_target_follows_a_plain_location_with_a_warning_even_when_quiet() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("alice", PASSWORD)));
@@ -164,7 +162,7 @@ fn insecure_on_an_https_target_follows_a_plain_location_with_a_warning_even_when
 
 #[test]
 fn a_redirect_to_plain_http_is_refused_and_nothing_reaches_its_target() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let registry =
         TestRegistry::start(RegistryOptions::plain().auth(Auth::htpasswd("alice", PASSWORD)));
@@ -187,7 +185,7 @@ fn a_redirect_to_plain_http_is_refused_and_nothing_reaches_its_target() {
 
 #[test]
 fn a_plain_http_token_realm_of_an_https_registry_gets_no_credentials() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     let tokens = TokenOptions::new()
         .user("alice", PASSWORD)
@@ -208,7 +206,7 @@ fn a_plain_http_token_realm_of_an_https_registry_gets_no_credentials() {
 
 #[test]
 fn a_tls_registry_with_an_https_realm_takes_the_push() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     let tokens = TokenOptions::new()
         .user("alice", PASSWORD)
@@ -235,13 +233,13 @@ fn a_tls_registry_with_an_https_realm_takes_the_push() {
     .run();
     run.expect_success();
     assert!(!run.stderr.contains("warning:"), "{run}");
-    let client = common::RegistryClient::with_credentials(&registry, "alice", PASSWORD);
+    let client = support::RegistryClient::with_credentials(&registry, "alice", PASSWORD);
     verify_reported_image(&client, &run, "tls/app", "1", &blobs);
 }
 
 #[test]
 fn a_token_that_claims_to_live_2_to_the_64_seconds_is_used_not_a_crash() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     for lifetime in [u64::MAX, i64::MAX as u64] {
         let tokens = TokenOptions::new()
@@ -260,14 +258,14 @@ fn a_token_that_claims_to_live_2_to_the_64_seconds_is_used_not_a_crash() {
         .run();
         assert!(!run.panicked(), "expires_in {lifetime}\n{run}");
         run.expect_success();
-        let client = common::RegistryClient::with_credentials(&registry, "alice", PASSWORD);
+        let client = support::RegistryClient::with_credentials(&registry, "alice", PASSWORD);
         verify_reported_image(&client, &run, "tls/app", "1", &blobs);
     }
 }
 
 #[test]
 fn a_blob_the_registry_reports_at_another_size_is_uploaded_again() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, blobs) = fixture(dir.path());
     let registry = TestRegistry::start(RegistryOptions::plain());
     let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
@@ -300,13 +298,13 @@ fn a_blob_the_registry_reports_at_another_size_is_uploaded_again() {
         "{}",
         proxy.describe()
     );
-    let client = common::RegistryClient::new(&registry);
+    let client = support::RegistryClient::new(&registry);
     verify_reported_image(&client, &run, "tls/app", "1", &blobs);
 }
 
 #[test]
 fn a_password_in_the_target_url_is_never_echoed() {
-    let dir = common::workspace_tmp();
+    let dir = support::workspace_tmp();
     let (archive, _) = fixture(dir.path());
     for target in [
         format!("https://alice:{PASSWORD}@registry.example.com/app:1"),

@@ -1,15 +1,13 @@
-//! Self-test of `common_fixtures`: every writer's output is checked member
+//! Self-test of `fixtures`: every writer's output is checked member
 //! by member, every digest is recomputed, and skopeo (containers/image, an
 //! independent reader) must accept every non-hostile archive.
-
-mod common_fixtures;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use common_fixtures::*;
+use crate::fixtures::*;
 use serde_json::Value;
 use tempfile::TempDir;
 
