@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::fixtures::*;
 use crate::support::cache::*;
-use crate::support::{Auth, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
+use crate::support::{Auth, Pusher, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
 
 const ACCEPT: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",
@@ -156,7 +156,7 @@ fn clean_removes_an_image_and_only_the_blobs_no_other_image_uses() {
     run_ok(&["verify", "--cache-dir", cache_arg]);
 
     let unknown = run(&["clean", "--cache-dir", cache_arg, "example.com/team/zzz:1"]);
-    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert_eq!(unknown.code, Some(3), "{}", unknown.stderr);
 
     let everything = run_ok(&["clean", "--cache-dir", cache_arg]);
     assert!(everything.stdout.contains("freed"), "{}", everything.stdout);
@@ -256,7 +256,7 @@ fn save_writes_an_archive_that_skopeo_reads_and_extract_restores() {
         "--cache-dir",
         cache_arg,
     ]);
-    assert_eq!(missing.code, 3, "{}", missing.stderr);
+    assert_eq!(missing.code, Some(3), "{}", missing.stderr);
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn verify_reports_damage_with_the_images_it_breaks_and_can_remove_it() {
     std::fs::write(&shared, &bytes).unwrap();
 
     let damaged = run(&["verify", "--cache-dir", cache_arg, "--json"]);
-    assert_eq!(damaged.code, 3, "{}", damaged.stderr);
+    assert_eq!(damaged.code, Some(3), "{}", damaged.stderr);
     let report = json(&damaged.stdout);
     assert_eq!(report["damaged"][0]["digest"], a.layers[0].digest.as_str());
     let users = report["damaged"][0]["images"].as_array().unwrap();
@@ -282,7 +282,7 @@ fn verify_reports_damage_with_the_images_it_breaks_and_can_remove_it() {
     // Checking only b's blobs finds it too; save refuses to carry it.
     assert_eq!(
         run(&["verify", "--cache-dir", cache_arg, "example.com/team/b:1"]).code,
-        3
+        Some(3)
     );
     let out = dir.path().join("out.tar");
     let refused = run(&[
@@ -293,11 +293,11 @@ fn verify_reports_damage_with_the_images_it_breaks_and_can_remove_it() {
         "--cache-dir",
         cache_arg,
     ]);
-    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
     assert!(!out.exists());
 
     let removed = run(&["verify", "--remove-damaged", "--cache-dir", cache_arg]);
-    assert_eq!(removed.code, 3);
+    assert_eq!(removed.code, Some(3));
     assert!(!shared.exists());
     let listed = json(&run_ok(&["list", "--json", "--cache-dir", cache_arg]).stdout);
     assert!(
@@ -341,17 +341,17 @@ fn push_source_names_a_cached_image_when_no_such_file_exists() {
     assert_eq!(served, a_digest);
     // By digest, and through the environment variable for the cache location.
     let by_digest = format!("{}/pushed/a:2", registry.host());
-    let mut command = command(&[
+    let run_env = Pusher::without_credentials(&[
         "push",
         "--source",
         &a_digest,
         "--target",
         &by_digest,
         "--insecure",
-    ]);
-    command.env("DOCKER_PUSHER_CACHE_DIR", cache_arg);
-    let run_env = finish(command.output().unwrap());
-    assert_eq!(run_env.code, 0, "{}", run_env.stderr);
+    ])
+    .env("DOCKER_PUSHER_CACHE_DIR", cache_arg)
+    .run();
+    assert_eq!(run_env.code, Some(0), "{}", run_env.stderr);
     assert_eq!(client.get_manifest("pushed/a", "2", &ACCEPT).2, a_digest);
 
     let neither = run(&[
@@ -364,7 +364,7 @@ fn push_source_names_a_cached_image_when_no_such_file_exists() {
         "--cache-dir",
         cache_arg,
     ]);
-    assert_eq!(neither.code, 3, "{}", neither.stderr);
+    assert_eq!(neither.code, Some(3), "{}", neither.stderr);
     assert!(
         neither
             .stderr

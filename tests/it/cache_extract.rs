@@ -255,7 +255,7 @@ fn damaged_archives_are_refused_and_nothing_is_listed() {
             "--cache-dir",
             cache.to_str().unwrap(),
         ]);
-        assert_eq!(run.code, 3, "{}: {}", path.display(), run.stderr);
+        assert_eq!(run.code, Some(3), "{}: {}", path.display(), run.stderr);
         assert!(
             run.stderr.contains(expected),
             "{}: {}",

@@ -10,7 +10,8 @@ use crate::fixtures::{TestImage, TestLayer, digest, oci_manifest, skopeo_inspect
 use crate::support::cache::*;
 use crate::support::pull_proxy::{Faults, Proxy, Storage};
 use crate::support::{
-    Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions, workspace_tmp,
+    Auth, Grant, Pusher, RegistryClient, RegistryOptions, Run, TestRegistry, TokenOptions,
+    workspace_tmp,
 };
 
 fn small_image(seed: u64) -> TestImage {
@@ -122,7 +123,7 @@ fn an_index_is_narrowed_to_each_platform_or_kept_whole() {
         &dir.path().join("none"),
         &["--platform", "linux/s390x"],
     ));
-    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
     assert!(
         missing.stderr.contains("linux/amd64, linux/arm64/v8"),
         "{}",
@@ -186,7 +187,7 @@ fn a_cut_connection_resumes_with_a_range_request_and_fetches_nothing_twice() {
         "0",
     ];
     let failed = run(&args);
-    assert_eq!(failed.code, 5, "{}", failed.stderr);
+    assert_eq!(failed.code, Some(5), "{}", failed.stderr);
     assert!(
         failed.stderr.contains("run the same command again"),
         "{}",
@@ -293,7 +294,7 @@ fn a_redirect_to_blob_storage_carries_no_registry_credentials() {
     let dir = workspace_tmp();
     let cache = dir.path().join("cache");
     let reference = format!("{}/private/app:1", proxy.host());
-    let mut command = command(&[
+    let run = Pusher::without_credentials(&[
         "pull",
         "-i",
         &reference,
@@ -304,16 +305,10 @@ fn a_redirect_to_blob_storage_carries_no_registry_credentials() {
         "alice",
         "--password-stdin",
         "--json",
-    ]);
-    command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-    let run = finish(child.wait_with_output().unwrap());
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    ])
+    .stdin("s3cret\n")
+    .run();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(json(&run.stdout)["digest"], manifest_digest.as_str());
 
     let seen = storage.seen();
@@ -363,7 +358,7 @@ fn anonymous_pulls_use_anonymous_tokens() {
 
     let private = format!("{}/private/tool:1", registry.host());
     let denied = run(&pull_args(&private, &cache, &[]));
-    assert_eq!(denied.code, 4, "{}", denied.stderr);
+    assert_eq!(denied.code, Some(4), "{}", denied.stderr);
 }
 
 #[test]
@@ -384,7 +379,7 @@ fn corrupt_blobs_and_altered_manifests_never_enter_the_cache() {
         ..Faults::default()
     });
     let corrupt = run(&pull_args(&reference, &cache, &[]));
-    assert_eq!(corrupt.code, 6, "{}", corrupt.stderr);
+    assert_eq!(corrupt.code, Some(6), "{}", corrupt.stderr);
     assert!(corrupt.stderr.contains("corrupt"), "{}", corrupt.stderr);
     assert!(!blob_path(&cache, &layer.digest).exists());
     assert!(cached_names(&cache).is_empty());
@@ -394,7 +389,7 @@ fn corrupt_blobs_and_altered_manifests_never_enter_the_cache() {
         ..Faults::default()
     });
     let altered = run(&pull_args(&reference, &cache, &[]));
-    assert_eq!(altered.code, 6, "{}", altered.stderr);
+    assert_eq!(altered.code, Some(6), "{}", altered.stderr);
     assert!(altered.stderr.contains("altered"), "{}", altered.stderr);
     assert!(cached_names(&cache).is_empty());
 }
@@ -429,8 +424,8 @@ fn two_pulls_into_one_cache_at_once_both_land() {
             spawn(&pull_args(&one, &cache, &[])),
         ];
         for child in children {
-            let run = finish(child.wait_with_output().unwrap());
-            assert_eq!(run.code, 0, "{}", run.stderr);
+            let run = Run::wait(child);
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
         }
         let mut names = cached_names(&cache);
         names.sort();
@@ -484,8 +479,8 @@ fn clean_waits_for_a_running_pull_instead_of_collecting_its_blobs() {
 
     proxy.set_faults(Faults::default());
     proxy.release();
-    let pulled = finish(pull.wait_with_output().unwrap());
-    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    let pulled = Run::wait(pull);
+    assert_eq!(pulled.code, Some(0), "{}", pulled.stderr);
     assert_eq!(clean.wait().unwrap().code(), Some(0));
     let names: Vec<String> = cached_names(&cache).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, [reference]);

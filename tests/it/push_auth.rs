@@ -8,7 +8,9 @@ use crate::fixtures::*;
 use crate::support;
 use crate::support::revoking_proxy::RevokingProxy;
 use crate::support::verify::*;
-use crate::support::{Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions};
+use crate::support::{
+    Auth, Grant, RegistryClient, RegistryOptions, TestRegistry, TokenOptions, pusher,
+};
 
 /// A Docker 25+ archive of a small image and what pushing it must produce.
 fn archive(dir: &tempfile::TempDir, seed: u64, layers: &[usize]) -> (PathBuf, ExpectedTarget) {
@@ -440,7 +442,8 @@ fn tls_token_auth_chunked_parallel_push_of_a_gzipped_index() {
     );
     // `push` gives no stdin; run again the way a script would.
     assert_eq!(
-        run.code, 2,
+        run.code,
+        Some(2),
         "--password-stdin with nothing on stdin is a usage error\n{run}"
     );
     let run = pusher()

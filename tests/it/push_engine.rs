@@ -4,43 +4,23 @@
 //! terminal carries no control codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use crate::fixtures::{Expected, OCI_MANIFEST, TestImage, write_docker25};
-use crate::support::{RegistryClient, RegistryOptions, TestRegistry, sha256_digest, workspace_tmp};
+use crate::support::{
+    Pusher, RegistryClient, RegistryOptions, Run, TestRegistry, sha256_digest, workspace_tmp,
+};
 use serde_json::Value;
 
-/// Runs the pusher with a clean environment: no `DOCKER_PUSHER_*` settings or registry
-/// credentials from the caller, an empty docker config, and a terminal type that would
-/// invite colour if the tool (wrongly) drew a live display on a pipe.
-fn pusher(args: &[&str], docker_config: &Path) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_docker-image-pusher"));
-    command.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DOCKER_PUSHER_") || key.starts_with("REGISTRY_") {
-            command.env_remove(key);
-        }
-    }
-    command
+/// Runs the pusher with a clean environment (see `scrub_env`), an empty docker config, and
+/// a terminal type that would invite colour if the tool (wrongly) drew a live display on a
+/// pipe.
+fn pusher(args: &[&str], docker_config: &Path) -> Run {
+    Pusher::bare(args)
         .env("DOCKER_CONFIG", docker_config)
         .env("TERM", "xterm-256color")
         .env("COLUMNS", "80")
-        .env_remove("NO_COLOR");
-    command.output().expect("run docker-image-pusher")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+        .env_remove("NO_COLOR")
+        .run()
 }
 
 /// A workspace with a Docker 25 archive of a five-layer image.
@@ -73,7 +53,7 @@ fn setup(seed: u64) -> Setup {
 }
 
 impl Setup {
-    fn push(&self, registry: &TestRegistry, repo_tag: &str, extra: &[&str]) -> Output {
+    fn push(&self, registry: &TestRegistry, repo_tag: &str, extra: &[&str]) -> Run {
         let target = format!("{}/{repo_tag}", registry.url());
         let mut args = vec![
             "push",
@@ -121,10 +101,10 @@ fn dynamic_concurrency_pushes_every_layer_of_a_multi_layer_image() {
         "engine/dynamic:1",
         &["--enable-dynamic-concurrency", "--max-concurrent", "4"],
     );
-    assert_success(&output);
+    output.expect_success();
     setup.assert_pushed(&registry, "engine/dynamic", "1");
     assert_eq!(
-        text(&output.stdout),
+        output.stdout,
         format!(
             "1: digest: {} size: {}\n",
             setup.manifest_digest(),
@@ -153,9 +133,9 @@ fn size_class_caps_still_push_every_layer() {
             "--json",
         ],
     );
-    assert_success(&output);
+    output.expect_success();
     setup.assert_pushed(&registry, "engine/capped", "1");
-    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    let summary: Value = serde_json::from_str(&output.stdout).expect("JSON summary");
     assert_eq!(summary["concurrency"]["mode"], "dynamic");
     assert_eq!(summary["concurrency"]["max"], 8);
 }
@@ -169,8 +149,8 @@ fn json_summary_parses_and_names_the_registry_digest() {
         "engine/json:2",
         &["--json", "--max-concurrent", "3"],
     );
-    assert_success(&output);
-    let stdout = text(&output.stdout);
+    output.expect_success();
+    let stdout = output.stdout.clone();
     assert_eq!(stdout.lines().count(), 1, "one JSON document: {stdout}");
     let summary: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
 
@@ -195,8 +175,8 @@ fn json_summary_parses_and_names_the_registry_digest() {
 
     // Pushed again, nothing goes over the wire and the summary says so.
     let again = setup.push(&registry, "engine/json:2", &["--json"]);
-    assert_success(&again);
-    let summary: Value = serde_json::from_slice(&again.stdout).expect("stdout is JSON");
+    again.expect_success();
+    let summary: Value = serde_json::from_str(&again.stdout).expect("stdout is JSON");
     assert_eq!(summary["digest"], served.as_str());
     assert_eq!(summary["bytes_sent"], 0);
     assert_eq!(summary["bytes_skipped"], setup.total_blob_bytes());
@@ -216,9 +196,9 @@ fn quiet_prints_only_the_digest_line() {
         "engine/quiet:3",
         &["--quiet", "--enable-dynamic-concurrency"],
     );
-    assert_success(&output);
-    assert_eq!(text(&output.stderr), "");
-    let stdout = text(&output.stdout);
+    output.expect_success();
+    assert_eq!(output.stderr, "");
+    let stdout = output.stdout.clone();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     assert!(
@@ -245,8 +225,8 @@ fn output_to_a_pipe_has_no_escape_codes() {
         ("6", &["--max-concurrent", "2"]),
     ] {
         let output = setup.push(&registry, &format!("engine/plain:{tag}"), extra);
-        assert_success(&output);
-        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        output.expect_success();
+        let (stdout, stderr) = (output.stdout.clone(), output.stderr.clone());
         for (name, stream) in [("stdout", &stdout), ("stderr", &stderr)] {
             assert!(
                 !stream.chars().any(|c| c.is_control() && c != '\n'),

@@ -1,66 +1,35 @@
-//! Helpers shared by the cache tests: running the real binary with a clean environment,
-//! putting test images into a registry with the harness's own client (independent of the
+//! Helpers shared by the cache tests: short forms of running the real binary without
+//! credentials, putting test images into a registry with the harness's own client (independent of the
 //! product code), and reading a cache directory back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 
 use crate::fixtures::{
     IndexEntry, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, TestImage, index_json, oci_manifest,
 };
-use crate::support::RegistryClient;
+use crate::support::{Pusher, RegistryClient, Run};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// The binary with no inherited `DOCKER_PUSHER_*` settings and no docker credentials.
-pub fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).stdin(Stdio::null());
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("DOCKER_PUSHER_") || key.starts_with("REGISTRY_") {
-            command.env_remove(key);
-        }
-    }
-    command.env("DOCKER_CONFIG", "/nonexistent-docker-config");
-    command
-}
-
+/// `docker-image-pusher ARGS...` with no credentials (see [`Pusher::without_credentials`]).
 pub fn run(args: &[&str]) -> Run {
-    finish(command(args).output().expect("run the binary"))
-}
-
-pub fn finish(output: Output) -> Run {
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Pusher::without_credentials(args).run()
 }
 
 /// Runs and insists on success, showing what the tool said otherwise.
 pub fn run_ok(args: &[&str]) -> Run {
     let run = run(args);
     assert_eq!(
-        run.code, 0,
+        run.code,
+        Some(0),
         "{args:?} failed\nstdout: {}\nstderr: {}",
-        run.stdout, run.stderr
+        run.stdout,
+        run.stderr
     );
     run
 }
 
 pub fn spawn(args: &[&str]) -> Child {
-    command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the binary")
+    Pusher::without_credentials(args).spawn()
 }
 
 /// Puts an image's blobs and OCI manifest into `repo` under `tag`; returns the digest.

@@ -31,7 +31,10 @@ pub mod verify;
 
 pub use client::{HttpError, RawResponse, RegistryClient};
 pub use faults::{Fault, FaultProxy, Match, Mode, RecordingServer, Rule, TcpRelay};
-pub use pusher::{Pusher, Run, send_signal, verify_image, verify_reported_image};
+pub use pusher::{
+    Pusher, Run, parse_result_line, pusher, scrub_env, send_signal, verify_image,
+    verify_reported_image,
+};
 pub use registry::{Auth, RegistryOptions, TestRegistry};
 pub use tls_front::TlsFront;
 pub use token::{Grant, TokenOptions, TokenRequest, TokenServer, Who, same_scope};

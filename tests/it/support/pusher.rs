@@ -1,6 +1,7 @@
 //! Running the product binary from integration tests, isolated from the
 //! caller's environment, and checking what it left in a registry.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -23,34 +24,77 @@ pub const ONE_CHUNKED_UPLOAD_AT_A_TIME: &[&str] = &[
     "1M",
 ];
 
-/// A command line for the product with a private cache dir and docker config.
-#[derive(Clone, Debug)]
+/// Removes from `command` every variable of the caller's that could steer the product or
+/// the registry: `DOCKER_PUSHER_*` settings, `REGISTRY_*` overrides (distribution reads them
+/// as config) and `DOCKER_CONFIG` (stored credentials). What the host user has set can then
+/// neither help nor break a test; each test sets what it means to.
+pub fn scrub_env(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("DOCKER_PUSHER_")
+            || name.starts_with("REGISTRY_")
+            || name == "DOCKER_CONFIG"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
+/// A command line for the product in an environment of the test's making (see
+/// [`scrub_env`]), built up and then run, spawned or run under a wrapper.
+#[derive(Debug)]
 pub struct Pusher {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    args: Vec<OsString>,
+    /// Set (or, for `None`, removed) after scrubbing, in this order.
+    env: Vec<(String, Option<OsString>)>,
     stdin: Option<String>,
     /// A command the product runs under (its arguments end with the product's path).
     wrapper: Vec<String>,
+    current_dir: Option<PathBuf>,
+    /// An empty `$HOME` of the run's own, removed with the `Pusher`.
+    home: Option<tempfile::TempDir>,
+    path_prefix: Option<PathBuf>,
+}
+
+/// A run with no arguments yet, an empty `$HOME` of its own and no `DOCKER_CONFIG`: no
+/// stored credentials and no cache from the machine.
+pub fn pusher() -> Pusher {
+    Pusher {
+        home: Some(super::workspace_tmp()),
+        ..Pusher::bare(&[])
+    }
 }
 
 impl Pusher {
+    /// `docker-image-pusher ARGS...` with nothing set but what [`scrub_env`] leaves. Give it
+    /// `DOCKER_CONFIG` or a `--cache-dir` before relying on what is in `$HOME`.
+    pub fn bare(args: &[&str]) -> Pusher {
+        Pusher {
+            args: args.iter().map(OsString::from).collect(),
+            env: Vec::new(),
+            stdin: None,
+            wrapper: Vec::new(),
+            current_dir: None,
+            home: None,
+            path_prefix: None,
+        }
+    }
+
+    /// `docker-image-pusher ARGS...` with no docker credentials: `DOCKER_CONFIG` names a
+    /// directory that does not exist. The cache tests name the cache on the command line.
+    pub fn without_credentials(args: &[&str]) -> Pusher {
+        Pusher::bare(args).env("DOCKER_CONFIG", "/nonexistent-docker-config")
+    }
+
     /// `docker-image-pusher ARGS...` with `DOCKER_PUSHER_CACHE_DIR=<dir>/cache`
     /// and `DOCKER_CONFIG=<dir>/docker` (empty: no stored credentials).
     pub fn new(dir: &Path, args: &[&str]) -> Pusher {
         let docker = dir.join("docker");
         std::fs::create_dir_all(&docker).expect("create docker config dir");
-        Pusher {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: vec![
-                (
-                    "DOCKER_PUSHER_CACHE_DIR".into(),
-                    dir.join("cache").display().to_string(),
-                ),
-                ("DOCKER_CONFIG".into(), docker.display().to_string()),
-            ],
-            stdin: None,
-            wrapper: Vec::new(),
-        }
+        Pusher::bare(args)
+            .env("DOCKER_PUSHER_CACHE_DIR", dir.join("cache"))
+            .env("DOCKER_CONFIG", docker)
     }
 
     /// `push -f ARCHIVE -r TARGET` plus `extra`.
@@ -61,14 +105,25 @@ impl Pusher {
         Pusher::new(dir, &args)
     }
 
-    pub fn arg(mut self, arg: &str) -> Pusher {
-        self.args.push(arg.to_string());
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Pusher {
+        self.args.push(arg.into());
         self
     }
 
-    pub fn env(mut self, name: &str, value: &str) -> Pusher {
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Pusher {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Pusher {
         self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
+        self.env.push((name.to_string(), Some(value.into())));
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Pusher {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_string(), None));
         self
     }
 
@@ -83,14 +138,31 @@ impl Pusher {
         self
     }
 
+    pub fn current_dir(mut self, dir: &Path) -> Pusher {
+        self.current_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Puts `dir` first on `PATH` (for fake credential helpers).
+    pub fn path_prefix(mut self, dir: &Path) -> Pusher {
+        self.path_prefix = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The empty home directory the run gets (`$HOME`, with no `.docker` in it).
+    pub fn home(&self) -> &Path {
+        self.home
+            .as_ref()
+            .expect("a home of its own comes with pusher()")
+            .path()
+    }
+
     pub fn cache_dir(&self) -> PathBuf {
         PathBuf::from(
-            &self
-                .env
+            self.env
                 .iter()
-                .find(|(k, _)| k == "DOCKER_PUSHER_CACHE_DIR")
-                .expect("cache dir is always set")
-                .1,
+                .find_map(|(k, v)| v.as_ref().filter(|_| k == "DOCKER_PUSHER_CACHE_DIR"))
+                .expect("cache dir is set by Pusher::new"),
         )
     }
 
@@ -104,15 +176,26 @@ impl Pusher {
             None => Command::new(BIN),
         };
         cmd.args(&self.args);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("DOCKER_PUSHER_") || k.starts_with("REGISTRY_") || k == "DOCKER_CONFIG"
-            {
-                cmd.env_remove(k);
+        scrub_env(&mut cmd);
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
+        if let Some(home) = &self.home {
+            cmd.env("HOME", home.path());
+        }
+        if let Some(dir) = &self.path_prefix {
+            let mut path = OsString::from(dir);
+            if let Some(old) = std::env::var_os("PATH") {
+                path.push(":");
+                path.push(old);
             }
+            cmd.env("PATH", path);
         }
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
         }
         cmd
     }
@@ -131,14 +214,10 @@ impl Pusher {
             let mut pipe = child.stdin.take().expect("stdin pipe");
             pipe.write_all(text.as_bytes()).expect("write stdin");
         }
-        Run::from(
-            child
-                .wait_with_output()
-                .expect("wait for docker-image-pusher"),
-        )
+        Run::wait(child)
     }
 
-    /// Starts the product without waiting, for tests that signal it.
+    /// Starts the product without waiting, for tests that signal it or run several at once.
     pub fn spawn(&self) -> Child {
         self.command()
             .stdin(Stdio::null())
@@ -152,6 +231,7 @@ impl Pusher {
 /// What one run of the product did.
 #[derive(Debug)]
 pub struct Run {
+    /// The exit code; `None` when a signal ended the process.
     pub code: Option<i32>,
     /// The signal that ended the process, if one did.
     pub signal: Option<i32>,
@@ -190,6 +270,18 @@ impl Run {
         self.expect_code(0)
     }
 
+    /// [`Run::expect_success`] that hands the run on, for `pusher()...run().success()`.
+    pub fn success(self) -> Run {
+        self.expect_success();
+        self
+    }
+
+    /// [`Run::expect_code`] that hands the run on.
+    pub fn failure(self, code: i32) -> Run {
+        self.expect_code(code);
+        self
+    }
+
     /// The `--json` summary on stdout.
     pub fn report(&self) -> serde_json::Value {
         let line = self.stdout.lines().last().unwrap_or_default();
@@ -213,6 +305,25 @@ impl Run {
     pub fn panicked(&self) -> bool {
         self.stderr.contains("panicked") || self.code == Some(101)
     }
+
+    /// The last non-empty stdout line: the `TAG: digest: ... size: N` result.
+    pub fn result_line(&self) -> &str {
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| panic!("no stdout:\n{self}"))
+    }
+
+    /// Parses the result line into `(name, digest, size)`, checking its exact shape.
+    pub fn pushed(&self) -> (String, String, u64) {
+        parse_result_line(self.result_line()).unwrap_or_else(|| {
+            panic!(
+                "result line is not `TAG: digest: sha256:... size: N`: {:?}\n{self}",
+                self.result_line()
+            )
+        })
+    }
 }
 
 impl std::fmt::Display for Run {
@@ -223,6 +334,17 @@ impl std::fmt::Display for Run {
             self.code, self.signal, self.stdout, self.stderr
         )
     }
+}
+
+/// `NAME: digest: sha256:<64 hex> size: N`, as `docker push` prints it.
+pub fn parse_result_line(line: &str) -> Option<(String, String, u64)> {
+    let (name, rest) = line.split_once(": digest: ")?;
+    let (digest, size) = rest.split_once(" size: ")?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let size = size.parse().ok()?;
+    (hex_ok && !name.is_empty() && !name.contains(' '))
+        .then(|| (name.to_string(), digest.to_string(), size))
 }
 
 /// Sends `signal` (`INT`, `TERM`, `KILL`) to a process with kill(1), as the

@@ -392,11 +392,7 @@ http:
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
         // REGISTRY_* variables override the config file; never inherit them.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("REGISTRY_") {
-                cmd.env_remove(k);
-            }
-        }
+        super::scrub_env(&mut cmd);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));

@@ -1,21 +1,17 @@
-//! Shared helpers for the push integration tests: run the real binary in a clean
-//! environment, and check what a registry serves after a push against what the fixture
+//! Shared helpers for the push integration tests: push with [`pusher()`], and check what
+//! a registry serves after a push against what the fixture
 //! archive says a correct push produces, both through the harness's own client and
 //! through skopeo as an independent reader.
 
-use std::ffi::OsString;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
 use crate::fixtures::{
     BlobRef, DOCKER_MANIFEST, ExpectedManifest, ExpectedTarget, OCI_INDEX, OCI_MANIFEST, TestImage,
 };
-use crate::support::{RegistryClient, TestRegistry, sha256_digest};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_docker-image-pusher");
+use crate::support::{RegistryClient, Run, TestRegistry, pusher, sha256_digest};
 
 /// Every manifest type a registry may answer with.
 pub const ACCEPT_ALL: [&str; 4] = [
@@ -24,166 +20,6 @@ pub const ACCEPT_ALL: [&str; 4] = [
     OCI_MANIFEST,
     DOCKER_MANIFEST,
 ];
-
-/// What one run of the binary did.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Panics with everything the binary printed unless it exited 0.
-    pub fn success(self) -> Run {
-        assert_eq!(self.code, 0, "pusher failed:\n{self}");
-        self
-    }
-
-    /// Panics unless the binary exited with `code`.
-    pub fn failure(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "expected exit code {code}:\n{self}");
-        self
-    }
-
-    /// The last non-empty stdout line: the `TAG: digest: ... size: N` result.
-    pub fn result_line(&self) -> &str {
-        self.stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| panic!("no stdout:\n{self}"))
-    }
-
-    /// Parses the result line into `(name, digest, size)`, checking its exact shape.
-    pub fn pushed(&self) -> (String, String, u64) {
-        parse_result_line(self.result_line()).unwrap_or_else(|| {
-            panic!(
-                "result line is not `TAG: digest: sha256:... size: N`: {:?}\n{self}",
-                self.result_line()
-            )
-        })
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// `NAME: digest: sha256:<64 hex> size: N`, as `docker push` prints it.
-pub fn parse_result_line(line: &str) -> Option<(String, String, u64)> {
-    let (name, rest) = line.split_once(": digest: ")?;
-    let (digest, size) = rest.split_once(" size: ")?;
-    let hex = digest.strip_prefix("sha256:")?;
-    let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    let size = size.parse().ok()?;
-    (hex_ok && !name.is_empty() && !name.contains(' '))
-        .then(|| (name.to_string(), digest.to_string(), size))
-}
-
-/// A run of the real binary in an environment of the test's making: no `DOCKER_PUSHER_*`
-/// or `REGISTRY_*` variables and no docker config from the machine, so what the host
-/// user has set can neither help nor break a test.
-pub struct Pusher {
-    args: Vec<OsString>,
-    env: Vec<(String, OsString)>,
-    stdin: Option<String>,
-    home: tempfile::TempDir,
-    path_prefix: Option<PathBuf>,
-}
-
-pub fn pusher() -> Pusher {
-    Pusher {
-        args: Vec::new(),
-        env: Vec::new(),
-        stdin: None,
-        home: crate::support::workspace_tmp(),
-        path_prefix: None,
-    }
-}
-
-impl Pusher {
-    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Self {
-        self.env.push((name.to_string(), value.into()));
-        self
-    }
-
-    pub fn stdin(mut self, text: &str) -> Self {
-        self.stdin = Some(text.to_string());
-        self
-    }
-
-    /// Puts `dir` first on `PATH` (for fake credential helpers).
-    pub fn path_prefix(mut self, dir: &Path) -> Self {
-        self.path_prefix = Some(dir.to_path_buf());
-        self
-    }
-
-    /// The empty home directory the run gets (`$HOME`, with no `.docker` in it).
-    pub fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    pub fn run(self) -> Run {
-        let mut command = Command::new(BIN);
-        command.args(&self.args);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("DOCKER_PUSHER_") || name.starts_with("REGISTRY_") {
-                command.env_remove(name.as_ref());
-            }
-        }
-        command.env_remove("DOCKER_CONFIG");
-        command.env("HOME", self.home.path());
-        if let Some(dir) = &self.path_prefix {
-            let mut path = OsString::from(dir);
-            if let Some(old) = std::env::var_os("PATH") {
-                path.push(":");
-                path.push(old);
-            }
-            command.env("PATH", path);
-        }
-        for (name, value) in &self.env {
-            command.env(name, value);
-        }
-        command
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start docker-image-pusher");
-        if let (Some(text), Some(mut stdin)) = (&self.stdin, child.stdin.take()) {
-            stdin.write_all(text.as_bytes()).expect("write stdin");
-        }
-        let output = child
-            .wait_with_output()
-            .expect("wait for docker-image-pusher");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
 
 /// `push --source FILE --target URL/REPO:TAG` plus `extra`, against `registry`.
 pub fn push(registry: &TestRegistry, source: &Path, target: &str, extra: &[&str]) -> Run {
