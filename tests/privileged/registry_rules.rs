@@ -4,7 +4,8 @@
 //! hosts file bound over the real one), push through the recording proxy, and check the
 //! shape of every upload request and the image that lands.
 //!
-//! Needs root (mount namespaces); says NOT RUN, with the reason, where it cannot.
+//! Needs root (mount namespaces), so every test is `#[ignore]`d: `make test` runs them as
+//! root. Run where the namespace cannot be made, they fail with the reason.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -132,18 +133,16 @@ fn patches(uploads: &[Exchange]) -> Vec<u64> {
         .collect()
 }
 
-macro_rules! require_mount_namespaces {
-    ($test:literal) => {
-        if let Some(reason) = mount_namespaces_unavailable() {
-            eprintln!("{}: NOT RUN on this machine: {reason}", $test);
-            return;
-        }
-    };
+fn require_mount_namespaces() {
+    if let Some(reason) = mount_namespaces_unavailable() {
+        panic!("needs root and mount namespaces, which this machine does not give: {reason}");
+    }
 }
 
 #[test]
+#[ignore = "needs root and mount namespaces: run by make test as root"]
 fn ghcr_gets_patch_bodies_of_at_most_four_mib() {
-    require_mount_namespaces!("ghcr_gets_patch_bodies_of_at_most_four_mib");
+    require_mount_namespaces();
     let setup = Setup::new();
     let (run, uploads) = setup.push_as(GHCR, "rules/ghcr", &["--chunk-size", "8M"]);
     setup.assert_landed(&run, "rules/ghcr");
@@ -153,10 +152,9 @@ fn ghcr_gets_patch_bodies_of_at_most_four_mib() {
 }
 
 #[test]
+#[ignore = "needs root and mount namespaces: run by make test as root"]
 fn ecr_gets_parts_of_five_to_twenty_mib_and_the_last_in_the_closing_put() {
-    require_mount_namespaces!(
-        "ecr_gets_parts_of_five_to_twenty_mib_and_the_last_in_the_closing_put"
-    );
+    require_mount_namespaces();
     let setup = Setup::new();
     let (run, uploads) = setup.push_as(ECR, "rules/ecr", &["--chunk-size", "1M"]);
     setup.assert_landed(&run, "rules/ecr");
@@ -172,8 +170,9 @@ fn ecr_gets_parts_of_five_to_twenty_mib_and_the_last_in_the_closing_put() {
 }
 
 #[test]
+#[ignore = "needs root and mount namespaces: run by make test as root"]
 fn google_gets_no_patch_and_compressed_layers_keep_their_digest() {
-    require_mount_namespaces!("google_gets_no_patch_and_compressed_layers_keep_their_digest");
+    require_mount_namespaces();
     let setup = Setup::new();
     let (run, uploads) = setup.push_as(GOOGLE, "rules/google", &["--chunk-size", "1M"]);
     setup.assert_landed(&run, "rules/google");
@@ -226,8 +225,9 @@ fn google_gets_no_patch_and_compressed_layers_keep_their_digest() {
 }
 
 #[test]
+#[ignore = "needs root and mount namespaces: run by make test as root"]
 fn quay_gets_gzip_layers_from_compress_auto() {
-    require_mount_namespaces!("quay_gets_gzip_layers_from_compress_auto");
+    require_mount_namespaces();
     let setup = Setup::new();
     let (run, _) = setup.push_as(
         QUAY,
