@@ -8,45 +8,12 @@ use std::process::Command;
 
 use crate::fixtures::*;
 use crate::support::cache::*;
+use crate::support::verify::ACCEPT_ALL;
 use crate::support::{Auth, Pusher, RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-
-const ACCEPT: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-];
 
 /// Two images sharing a base layer, extracted into `cache` from a Docker 25 archive.
 fn two_images(dir: &Path, cache: &Path) -> (TestImage, TestImage) {
-    let base = TestLayer::new(10, 50_000, true);
-    let a = TestImage::from_layers(
-        11,
-        vec![base.clone(), TestLayer::new(12, 20_000, true)],
-        ("linux", "amd64"),
-    );
-    let b = TestImage::from_layers(
-        13,
-        vec![base, TestLayer::new(14, 30_000, true)],
-        ("linux", "arm64"),
-    );
-    let path = dir.join("two.tar");
-    write_oci_archive(
-        &path,
-        &[
-            (OciEntry::Image(a.clone()), "example.com/team/a:1"),
-            (OciEntry::Image(b.clone()), "example.com/team/b:1"),
-        ],
-    )
-    .unwrap();
-    run_ok(&[
-        "extract",
-        "-f",
-        path.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
-    (a, b)
+    extract_two_images(dir, cache, 10, [50_000, 20_000, 30_000])
 }
 
 #[test]
@@ -337,7 +304,7 @@ fn push_source_names_a_cached_image_when_no_such_file_exists() {
         "--cache-dir",
         cache_arg,
     ]);
-    let (_, _, served) = client.get_manifest("pushed/a", "1", &ACCEPT);
+    let (_, _, served) = client.get_manifest("pushed/a", "1", &ACCEPT_ALL);
     assert_eq!(served, a_digest);
     // By digest, and through the environment variable for the cache location.
     let by_digest = format!("{}/pushed/a:2", registry.host());
@@ -352,7 +319,10 @@ fn push_source_names_a_cached_image_when_no_such_file_exists() {
     .env("DOCKER_PUSHER_CACHE_DIR", cache_arg)
     .run();
     assert_eq!(run_env.code, Some(0), "{}", run_env.stderr);
-    assert_eq!(client.get_manifest("pushed/a", "2", &ACCEPT).2, a_digest);
+    assert_eq!(
+        client.get_manifest("pushed/a", "2", &ACCEPT_ALL).2,
+        a_digest
+    );
 
     let neither = run(&[
         "push",
@@ -445,7 +415,7 @@ fn air_gapped_round_trip_keeps_every_manifest_digest() {
             "--cache-dir",
             isolated.to_str().unwrap(),
         ]);
-        let (_, _, served) = client_b.get_manifest(repository, "1", &ACCEPT);
+        let (_, _, served) = client_b.get_manifest(repository, "1", &ACCEPT_ALL);
         assert_eq!(&served, expected, "{name}");
     }
 }

@@ -8,14 +8,8 @@ use std::time::Duration;
 
 use crate::fixtures::*;
 use crate::support::cache::*;
+use crate::support::verify::ACCEPT_ALL;
 use crate::support::{RegistryClient, RegistryOptions, TestRegistry, workspace_tmp};
-
-const ACCEPT: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-];
 
 fn image(seed: u64, gzip: bool) -> TestImage {
     TestImage::new(seed, &[30_000, 90_000], gzip, ("linux", "amd64"))
@@ -155,8 +149,10 @@ fn every_format_extracts_verified_and_pushes_from_the_cache_like_the_archive() {
             "--cache-dir",
             cache_arg,
         ]);
-        let (_, _, direct_digest) = client.get_manifest(&format!("direct/{name}"), "1", &ACCEPT);
-        let (_, _, cached_digest) = client.get_manifest(&format!("cached/{name}"), "1", &ACCEPT);
+        let (_, _, direct_digest) =
+            client.get_manifest(&format!("direct/{name}"), "1", &ACCEPT_ALL);
+        let (_, _, cached_digest) =
+            client.get_manifest(&format!("cached/{name}"), "1", &ACCEPT_ALL);
         assert_eq!(direct_digest, cached_digest, "{name}");
         assert_eq!(&cached_digest, &names[0].1, "{name}");
     }

@@ -16,34 +16,7 @@ const MARKER: &str = "docker-image-pusher-cache";
 
 /// Two images sharing a base layer, extracted into `cache`.
 fn two_images(dir: &Path, cache: &Path) -> (TestImage, TestImage) {
-    let base = TestLayer::new(60, 30_000, true);
-    let a = TestImage::from_layers(
-        61,
-        vec![base.clone(), TestLayer::new(62, 20_000, true)],
-        ("linux", "amd64"),
-    );
-    let b = TestImage::from_layers(
-        63,
-        vec![base, TestLayer::new(64, 10_000, true)],
-        ("linux", "arm64"),
-    );
-    let path = dir.join("two.tar");
-    write_oci_archive(
-        &path,
-        &[
-            (OciEntry::Image(a.clone()), "example.com/team/a:1"),
-            (OciEntry::Image(b.clone()), "example.com/team/b:1"),
-        ],
-    )
-    .unwrap();
-    run_ok(&[
-        "extract",
-        "-f",
-        path.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
-    (a, b)
+    extract_two_images(dir, cache, 60, [30_000, 20_000, 10_000])
 }
 
 /// Every entry under `root` (not followed): relative path -> content, link target or "dir".

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use crate::fixtures::{
-    IndexEntry, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, TestImage, index_json, oci_manifest,
+    IndexEntry, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, OciEntry, TestImage, TestLayer, index_json,
+    oci_manifest, write_oci_archive,
 };
 use crate::support::{Pusher, RegistryClient, Run};
 
@@ -30,6 +31,45 @@ pub fn run_ok(args: &[&str]) -> Run {
 
 pub fn spawn(args: &[&str]) -> Child {
     Pusher::without_credentials(args).spawn()
+}
+
+/// Two images, `linux/amd64` and `linux/arm64`, sharing a base layer, extracted into `cache`
+/// from an OCI archive as `example.com/team/a:1` and `b:1`. The seeds count up from `seed`;
+/// `sizes` are the base layer's and each image's own layer's.
+pub fn extract_two_images(
+    dir: &Path,
+    cache: &Path,
+    seed: u64,
+    sizes: [usize; 3],
+) -> (TestImage, TestImage) {
+    let base = TestLayer::new(seed, sizes[0], true);
+    let a = TestImage::from_layers(
+        seed + 1,
+        vec![base.clone(), TestLayer::new(seed + 2, sizes[1], true)],
+        ("linux", "amd64"),
+    );
+    let b = TestImage::from_layers(
+        seed + 3,
+        vec![base, TestLayer::new(seed + 4, sizes[2], true)],
+        ("linux", "arm64"),
+    );
+    let path = dir.join("two.tar");
+    write_oci_archive(
+        &path,
+        &[
+            (OciEntry::Image(a.clone()), "example.com/team/a:1"),
+            (OciEntry::Image(b.clone()), "example.com/team/b:1"),
+        ],
+    )
+    .unwrap();
+    run_ok(&[
+        "extract",
+        "-f",
+        path.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    (a, b)
 }
 
 /// Puts an image's blobs and OCI manifest into `repo` under `tag`; returns the digest.
