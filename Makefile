@@ -16,6 +16,14 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
+	@# The privileged tests are #[ignore]d (cargo test lists them as ignored); they run here,
+	@# as root, and are never counted as passed when they did not run.
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		echo "$(CARGO) test --test privileged -- --ignored"; \
+		$(CARGO) test --test privileged -- --ignored; \
+	else \
+		echo "NOT RUN: the privileged tests (tests/privileged: chroot, network and mount namespaces) need root; run make test as root." >&2; \
+	fi
 
 # Not part of `test`: needs root for network namespaces and takes about half an hour.
 bench:

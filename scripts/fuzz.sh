@@ -7,7 +7,7 @@
 # fuzzers look for is panics, overflows (debug assertions stay on), hangs and unbounded
 # allocation (-rss_limit_mb). A crash leaves its input in fuzz/artifacts/<target>/: turn
 # it into a regression input (fuzz/regressions/<target>/, replayed by
-# tests/fuzz_regressions.rs in the normal suite) before fixing it.
+# tests/it/fuzz_regressions.rs in the normal suite) before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
