@@ -23,32 +23,16 @@
 pub mod archive;
 pub mod cache;
 pub mod cli;
-pub mod commands;
-pub mod compress;
-pub mod compressed_upload;
-pub mod digest;
-pub mod download;
+pub(crate) mod compress;
 pub mod error;
-pub mod extract;
 pub mod image;
-pub mod interrupt;
-pub mod layout;
-pub mod monitor;
-pub mod progress;
-pub mod pull;
-pub mod push;
-pub mod reference;
+pub(crate) mod interrupt;
+pub(crate) mod ops;
+pub(crate) mod pool;
 pub mod registry;
-pub mod resolve;
-pub mod sanitize;
-pub mod save;
-pub mod scheduler;
-pub mod source_check;
-pub mod state;
-pub mod transfer;
-pub mod units;
-pub mod upload;
-pub mod verify;
+pub(crate) mod text;
+pub(crate) mod transfer;
+pub(crate) mod ui;
 
-#[cfg(test)]
-mod test_doubles;
+// Paths from before the layer folders, which fuzz targets, tests and examples name.
+pub use image::{digest, layout, reference};

@@ -21,7 +21,6 @@ pub struct GzipStream {
     state: Mutex<State>,
     changed: Condvar,
     inflated: AtomicU64,
-    restarts: AtomicU64,
 }
 
 #[derive(Default)]
@@ -46,7 +45,6 @@ impl GzipStream {
             state: Mutex::default(),
             changed: Condvar::new(),
             inflated: AtomicU64::new(0),
-            restarts: AtomicU64::new(0),
         })
     }
 
@@ -57,11 +55,6 @@ impl GzipStream {
     /// Bytes inflated so far by readers (skipped or read), for tests and diagnostics.
     pub fn inflated(&self) -> u64 {
         self.inflated.load(Ordering::Relaxed)
-    }
-
-    /// Decoders started from the top of the stream.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Announces that an entry starting at `offset` will be read soon; until the reader
@@ -125,7 +118,6 @@ impl GzipStream {
     }
 
     fn open_from_top(&self) -> io::Result<Decoder> {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
         let file = File::open(&self.path)?;
         Ok(Decoder {
             position: 0,
@@ -232,11 +224,11 @@ mod tests {
     use std::sync::Arc;
 
     use crate::archive::Archive;
-    use crate::digest::Digest;
     use crate::image::BlobSource;
+    use crate::image::digest::Digest;
     use crate::image::media::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
-    use crate::progress::{Reporter, Verbosity};
-    use crate::transfer::{self, Concurrency};
+    use crate::ops::batch::{self, Concurrency};
+    use crate::ui::progress::{Reporter, Verbosity};
 
     fn noise(seed: u64, size: usize) -> Vec<u8> {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -321,7 +313,7 @@ mod tests {
         assert_eq!(artifact.blobs.len(), 201, "200 layers and the config");
         let reporter = Arc::new(Reporter::new(Verbosity::Quiet));
         let source: &dyn BlobSource = &archive;
-        let run = |index: usize, _progress: Arc<dyn crate::upload::Progress>| {
+        let run = |index: usize, _progress: Arc<dyn crate::transfer::upload::Progress>| {
             let blob = &artifact.blobs[index];
             let _reading_soon = source.announce(blob);
             // Workers reach the read at different moments, as HEAD and POST would make them.
@@ -333,13 +325,13 @@ mod tests {
                 .unwrap();
             Digest::of(&bytes) == blob.digest
         };
-        let work = transfer::Work {
+        let work = batch::Work {
             run: &run,
             describe: &|_, _, _| String::new(),
             fatal: &|_| false,
             position: &|index| source.stream_position(&artifact.blobs[index]),
         };
-        let outcome = transfer::run(
+        let outcome = batch::run(
             &artifact.blobs,
             &Concurrency::fixed(8),
             &reporter,
