@@ -20,6 +20,12 @@ use crate::registry::http::transport::{self, Body, Response};
 use crate::registry::rules::{self, UploadRules};
 use crate::registry::{ChunkOutcome, Initiated, Repository, Session};
 
+mod session;
+mod tally;
+pub(crate) use session::{Commit, commit_session, same_session};
+pub(crate) use tally::Counting;
+use tally::{HashFeed, Transfer};
+
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
     /// Blobs larger than this go up in chunks; smaller ones in one request.
@@ -121,40 +127,6 @@ impl Failure {
     }
 }
 
-pub(crate) enum Commit {
-    Done,
-    Failed(Failure),
-}
-
-/// Closes an upload session with `PUT ?digest=`. A close that failed although the registry
-/// holds the blob (it committed, then the answer was lost) counts as done.
-pub(crate) fn commit_session(
-    repository: &Repository,
-    session: &Session,
-    digest: &Digest,
-    size: u64,
-    body: Body<'_>,
-    what: &str,
-) -> Result<Commit> {
-    let failure = match repository.commit_blob(session, digest, body) {
-        Ok(Ok(())) => return Ok(Commit::Done),
-        Ok(Err(response)) => {
-            if repository.check_existing_blob(digest, size)? {
-                return Ok(Commit::Done);
-            }
-            Failure::refused(repository, response, what, true)?
-        }
-        Err(error) => {
-            let failure = Failure::unanswered(error, true)?;
-            if repository.check_existing_blob(digest, size)? {
-                return Ok(Commit::Done);
-            }
-            failure
-        }
-    };
-    Ok(Commit::Failed(failure))
-}
-
 impl Uploader<'_> {
     pub fn upload(&self, blob: &Blob) -> Result<Outcome> {
         self.check_stop()?;
@@ -225,76 +197,6 @@ impl Uploader<'_> {
             return Err(Error::interrupted("stopped by a signal"));
         }
         Ok(())
-    }
-
-    /// A session an earlier run left open for this blob, if the registry still holds it.
-    fn saved_session(&self, blob: &Blob) -> Result<Option<(Session, u64)>> {
-        let Some(state) = self.state else {
-            return Ok(None);
-        };
-        let (registry, repository) = (self.repository.host(), self.repository.name());
-        let Some(saved) = state.load_session(registry, repository, &blob.digest) else {
-            return Ok(None);
-        };
-        let session = Session {
-            location: saved.location.clone(),
-            chunk_min_length: None,
-        };
-        let rules = self.rules(&session);
-        let usable = saved.size == blob.size && rules.allow_patch && rules.trust_range;
-        let status = if usable {
-            self.repository.upload_status(&session)?
-        } else {
-            None
-        };
-        match status {
-            Some((session, offset)) if offset <= blob.size => Ok(Some((session, offset))),
-            _ => {
-                self.progress.note(&format!(
-                    "blob {}: the registry no longer holds the upload of an earlier run; starting it over",
-                    blob.digest.short()
-                ));
-                state.forget_session(registry, repository, &blob.digest);
-                Ok(None)
-            }
-        }
-    }
-
-    /// Saves the session so the next run can continue it; never fails the upload.
-    fn remember(&self, blob: &Blob, session: &Session, offset: u64) {
-        let Some(state) = self.state else { return };
-        let secrets = self.repository.transport().secrets();
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        if !state::storable_url(&session.location, &secrets) {
-            self.progress.note(&format!(
-                "blob {}: the upload URL carries credentials, so it is not saved; an interrupted upload of this blob starts over",
-                blob.digest.short()
-            ));
-            return;
-        }
-        let saved = SavedSession {
-            version: 0,
-            registry: self.repository.host().to_string(),
-            repository: self.repository.name().to_string(),
-            digest: blob.digest.clone(),
-            size: blob.size,
-            location: session.location.clone(),
-            offset,
-            updated: 0,
-            compression: None,
-        };
-        if let Err(e) = state.save_session(&saved) {
-            self.progress.note(&format!(
-                "cannot save the upload state in {}: {e}",
-                state.root().display()
-            ));
-        }
-    }
-
-    fn forget(&self, blob: &Blob) {
-        if let Some(state) = self.state {
-            state.forget_session(self.repository.host(), self.repository.name(), &blob.digest);
-        }
     }
 
     /// Tries to mount the blob from repositories that hold it (named by the user, or
@@ -707,78 +609,6 @@ pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Per-blob transfer bookkeeping: the running hash (shared with the request body reader),
-/// a checkpoint at the start of the current chunk for cheap rewinds, and the numbers the
-/// report shows.
-struct Transfer {
-    hasher: Arc<Mutex<Hasher>>,
-    checkpoint: Option<Hasher>,
-    /// Bytes read into request bodies by this run, resends included.
-    sent: Arc<AtomicU64>,
-    /// Bytes the registry held from an earlier run when this run took the session over.
-    reused: u64,
-    resumes: u32,
-    size: u64,
-    budget: Budget,
-}
-
-impl Transfer {
-    fn new(blob: &Blob, budget: Budget) -> Transfer {
-        Transfer {
-            hasher: Arc::new(Mutex::new(Hasher::new())),
-            checkpoint: None,
-            sent: Arc::default(),
-            reused: 0,
-            resumes: 0,
-            size: blob.size,
-            budget,
-        }
-    }
-
-    fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    fn reset_hash(&mut self) {
-        *self.hasher.lock().unwrap_or_else(|p| p.into_inner()) = Hasher::new();
-        self.checkpoint = None;
-    }
-
-    /// After a failure: when the registry answered with a different, empty session, the
-    /// earlier one was lost and the blob starts over (the earlier run's bytes with it).
-    fn restart_if_lost(&mut self, old: &Session, resumed: &Session, held: u64) -> bool {
-        let lost = held == 0 && !same_session(old, resumed);
-        if lost {
-            self.reused = 0;
-        }
-        lost
-    }
-
-    fn outcome(&self) -> Outcome {
-        let sent = self.sent.load(Ordering::Relaxed);
-        Outcome::Uploaded {
-            sent,
-            reused: self.reused,
-            // Everything beyond the bytes that had to go up once was sent again.
-            resent: (sent + self.reused).saturating_sub(self.size),
-            resumes: self.resumes,
-        }
-    }
-
-    fn verify(&self, blob: &Blob) -> Result<()> {
-        let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
-        let actual = hasher.digest();
-        if hasher.position() != blob.size || actual != blob.digest {
-            return Err(Error::input(format!(
-                "source blob {} is corrupt: its content hashes to {actual}",
-                blob.digest
-            ))
-            .hint("the archive or cache is damaged; save or copy it again"));
-        }
-        Ok(())
-    }
-}
-
 fn stopped_at(blob: &Blob, offset: u64) -> String {
     format!(
         "uploading blob {} stopped at byte {offset} of {}",
@@ -787,114 +617,5 @@ fn stopped_at(blob: &Blob, offset: u64) -> String {
     )
 }
 
-/// Two upload URLs name the same session when they differ only in their query (the
-/// registry's signed state changes with every request).
-pub(crate) fn same_session(a: &Session, b: &Session) -> bool {
-    transport::redact_url(&a.location) == transport::redact_url(&b.location)
-}
-
-/// Feeds everything read through it into a shared hash.
-struct HashFeed<R> {
-    inner: R,
-    hasher: Arc<Mutex<Hasher>>,
-}
-
-impl<R: Read> Read for HashFeed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Reports bytes as the network takes them from the source, and ends the body early
-/// when a stop is requested and `stop` is given.
-pub(crate) struct Counting<R> {
-    inner: R,
-    progress: Arc<dyn Progress>,
-    counter: Arc<AtomicU64>,
-    stop: Option<StopSignal>,
-}
-
-impl<R> Counting<R> {
-    pub(crate) fn new(
-        inner: R,
-        progress: Arc<dyn Progress>,
-        counter: Arc<AtomicU64>,
-        stop: Option<StopSignal>,
-    ) -> Self {
-        Counting {
-            inner,
-            progress,
-            counter,
-            stop,
-        }
-    }
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.stop.as_ref().is_some_and(StopSignal::is_requested) {
-            return Err(Stopped::io_error());
-        }
-        let n = self.inner.read(buf)?;
-        self.progress.sent(n as u64);
-        self.counter.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(location: &str) -> Session {
-        Session {
-            location: location.into(),
-            chunk_min_length: None,
-        }
-    }
-
-    #[test]
-    fn a_new_empty_session_means_the_old_one_was_lost() {
-        let blob = Blob {
-            digest: crate::image::digest::Digest::of(b"x"),
-            size: 100,
-            media_type: String::new(),
-        };
-        let mut transfer = Transfer::new(&blob, Budget::for_blob(&RetryPolicy::default(), 100, 10));
-        transfer.reused = 40;
-        let old = session("http://r/v2/a/blobs/uploads/one?_state=1");
-        let same = session("http://r/v2/a/blobs/uploads/one?_state=2");
-        assert!(!transfer.restart_if_lost(&old, &same, 0));
-        assert!(!transfer.restart_if_lost(&old, &same, 60));
-        assert_eq!(transfer.reused, 40);
-        let fresh = session("http://r/v2/a/blobs/uploads/two?_state=1");
-        assert!(transfer.restart_if_lost(&old, &fresh, 0));
-        assert_eq!(transfer.reused, 0);
-    }
-
-    #[test]
-    fn resent_bytes_are_what_went_up_beyond_one_copy() {
-        let blob = Blob {
-            digest: crate::image::digest::Digest::of(b"x"),
-            size: 100,
-            media_type: String::new(),
-        };
-        let mut transfer = Transfer::new(&blob, Budget::for_blob(&RetryPolicy::default(), 100, 10));
-        transfer.reused = 30;
-        transfer.sent.store(90, Ordering::Relaxed);
-        assert_eq!(
-            transfer.outcome(),
-            Outcome::Uploaded {
-                sent: 90,
-                reused: 30,
-                resent: 20,
-                resumes: 0
-            }
-        );
-    }
-}
+mod tests;
