@@ -169,3 +169,6 @@ pub fn run<R: Send>(
         concurrency: report,
     }
 }
+
+#[cfg(test)]
+mod tests;
