@@ -1,54 +1,50 @@
 //! docker-image-pusher: move container images between archives, a local cache and registries.
 //!
-//! A layer byte travels: archive entry (`archive`) -> blob task (`push`) -> worker
-//! (`scheduler`) -> upload session (`upload`) -> registry (`registry`). Beside the workers,
-//! `monitor` samples the transfer, resizes the worker gate in dynamic mode and feeds the
-//! display (`progress`).
+//! The layers, top to bottom (a module uses only those below it; `docs/architecture.md`
+//! has the tree): `cli` (flags and environment to options, one file per command) ->
+//! `ops` (one use case each: push, pull, save, extract, verify) -> `transfer` (one blob,
+//! resumable), `pool` (many blobs: scheduler and monitor), `ui` (what the terminal shows)
+//! -> `registry` (the distribution API; `registry::http` holds auth, credentials, retry,
+//! TLS), `cache` (the OCI-layout cache and the resume state), `archive` (archive readers),
+//! `compress` (the codec) -> `image` (references, digests, manifests, layouts) -> `text`,
+//! `error`, `interrupt`.
+//!
+//! A layer byte travels: archive entry (`archive`) -> blob task (`ops::push`) -> worker
+//! (`pool::scheduler`, run by `ops::batch`) -> upload session (`transfer::upload`:
+//! monolithic or chunks) -> registry (`registry`, over `registry::http::transport`).
+//! Beside the workers, `pool::monitor` samples the transfer, resizes the worker gate in
+//! dynamic mode and feeds the display (`ui::progress`).
 //!
 //! With `--compress`, an uncompressed layer takes a detour: archive entry -> blocks
 //! compressed in parallel (`compress`: the pool, ordered frames, deterministic output) ->
-//! compressed stream uploaded while it is produced (`compressed_upload`) -> manifests
-//! rebuilt around the compressed layers (`compress::manifest`) before they go up.
+//! compressed stream uploaded while it is produced (`transfer::compressed_upload`) ->
+//! manifests rebuilt around the compressed layers (`compress::manifest`) before they go
+//! up. Whether to compress at all is push policy (`ops::push::plan`).
 //!
-//! Into the cache (`cache`, an OCI image layout): registry -> blob task (`pull`) -> worker
-//! (`scheduler`) -> resumable download (`download`) -> partial file -> `blobs/sha256/`;
-//! or archive entry -> verified copy (`extract`) -> `blobs/sha256/`. Out of it: `push`
-//! (the cache is a `BlobSource`), `save` (one archive for a USB stick), `verify`.
+//! Into the cache (`cache`, an OCI image layout): registry -> blob task (`ops::pull`) ->
+//! worker (`pool`) -> resumable download (`transfer::download`) -> partial file ->
+//! `blobs/sha256/`; or archive entry -> verified copy (`ops::extract`) -> `blobs/sha256/`.
+//! Out of it: `ops::push` (the cache is a `BlobSource`), `ops::save` (one archive for a USB
+//! stick), `ops::verify`.
 //!
-//! What must survive a crash lives in `state` (open upload sessions, where blobs are known
-//! to be, under `<cache>/uploads/`); `interrupt` turns Ctrl-C into a stop at a safe point.
-//! The compressed form of each layer compressed once is remembered in the cache
+//! What must survive a crash lives in `cache::state` (open upload sessions, where blobs are
+//! known to be, under `<cache>/uploads/`); `interrupt` turns Ctrl-C into a stop at a safe
+//! point. The compressed form of each layer compressed once is remembered in the cache
 //! (`cache::variants`).
 
 pub mod archive;
 pub mod cache;
 pub mod cli;
-pub mod commands;
-pub mod compress;
-pub mod compressed_upload;
-pub mod digest;
-pub mod download;
+pub(crate) mod compress;
 pub mod error;
-pub mod extract;
 pub mod image;
-pub mod interrupt;
-pub mod layout;
-pub mod monitor;
-pub mod progress;
-pub mod pull;
-pub mod push;
-pub mod reference;
+pub(crate) mod interrupt;
+pub(crate) mod ops;
+pub(crate) mod pool;
 pub mod registry;
-pub mod resolve;
-pub mod sanitize;
-pub mod save;
-pub mod scheduler;
-pub mod source_check;
-pub mod state;
-pub mod transfer;
-pub mod units;
-pub mod upload;
-pub mod verify;
+pub(crate) mod text;
+pub(crate) mod transfer;
+pub(crate) mod ui;
 
-#[cfg(test)]
-mod test_doubles;
+// Paths from before the layer folders, which fuzz targets, tests and examples name.
+pub use image::{digest, layout, reference};

@@ -8,7 +8,5 @@ fn main() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or(program);
     let args: Vec<String> = args.collect();
-    std::process::exit(docker_image_pusher::commands::main_with_args(
-        &program, &args,
-    ));
+    std::process::exit(docker_image_pusher::cli::main_with_args(&program, &args));
 }

@@ -9,8 +9,8 @@ use std::io::Read;
 use serde::Deserialize;
 
 use super::tarball::Tarball;
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::image::digest::{Digest, Hasher};
 use crate::image::{self, Artifact, Blob, Descriptor, MAX_JSON_BYTES, RawManifest, media};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,7 +175,7 @@ fn hash_and_check_diff_id(
 ) -> Result<Digest> {
     let read_error = |e: std::io::Error| Error::input(format!("cannot read layer \"{path}\": {e}"));
     let reader = tarball.open_entry(entry, 0).map_err(read_error)?;
-    let mut compressed = crate::digest::HashingReader::new(reader);
+    let mut compressed = crate::image::digest::HashingReader::new(reader);
     let mut uncompressed = Hasher::new();
     let mut decoder = flate2::read::MultiGzDecoder::new(&mut compressed);
     let mut buf = vec![0u8; 1 << 16];

@@ -4,19 +4,19 @@
 
 pub mod docker;
 pub mod headers;
-pub mod stream;
-pub mod tarball;
+pub(crate) mod stream;
+pub(crate) mod tarball;
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
+use crate::image::layout::{self, BlobStore};
+use crate::image::reference::Reference;
 use crate::image::{Artifact, Blob, BlobSource, Descriptor, MAX_JSON_BYTES};
-use crate::layout::{self, BlobStore};
-use crate::reference::Reference;
-use crate::sanitize::sanitize;
+use crate::text::sanitize::sanitize;
 use tarball::Tarball;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

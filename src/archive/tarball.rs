@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use super::headers::HeaderGuard;
 use super::stream::{Announcement, GzipStream};
 use crate::error::{Error, Result, io_error};
-use crate::sanitize::sanitize;
+use crate::text::sanitize::sanitize;
 
 /// Where an entry's bytes are in the (decompressed) tar stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use super::files::LockMode;
 use super::reach::reach;
 use super::{Cache, Entry, trust};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CleanReport {

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
+use crate::image::reference::Reference;
 use crate::image::{ANNOTATION_REF_NAME, Platform, media};
-use crate::reference::Reference;
-use crate::sanitize::sanitize;
+use crate::text::sanitize::sanitize;
 
 /// When the image entered the cache (RFC 3339, UTC), shown by `list`.
 pub const ANNOTATION_ADDED: &str = "vnd.docker-image-pusher.added";

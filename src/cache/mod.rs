@@ -20,23 +20,24 @@
 //! deletion (`clean`, `verify --remove-damaged`) runs only in a directory the tool made and
 //! never follows a symlink (`trust`).
 
-pub mod clean;
-pub mod files;
-pub mod index;
-pub mod partial;
-pub mod reach;
+pub(crate) mod clean;
+pub(crate) mod files;
+pub(crate) mod index;
+pub(crate) mod partial;
+pub(crate) mod reach;
 pub mod space;
-pub mod trust;
-pub mod variants;
+pub(crate) mod state;
+pub(crate) mod trust;
+pub(crate) mod variants;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result, io_error};
+use crate::image::digest::Digest;
+use crate::image::layout::BlobStore;
 use crate::image::{Blob, BlobSource};
-use crate::layout::BlobStore;
 use files::{Lock, LockMode};
 pub use index::{CacheIndex, Entry};
 use partial::{Begun, PartialBlob};
@@ -249,7 +250,7 @@ impl Cache {
             ))
             .hint("pull or extract the image again"));
         }
-        crate::layout::resolve(self, &entry.descriptor())
+        crate::image::layout::resolve(self, &entry.descriptor())
     }
 
     /// Every file in `blobs/sha256/`.
@@ -312,7 +313,7 @@ pub enum CachedCopy {
 
 fn hash_file(path: &Path) -> io::Result<Digest> {
     let mut file = File::open(path)?;
-    let mut hasher = crate::digest::Hasher::new();
+    let mut hasher = crate::image::digest::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buf) {

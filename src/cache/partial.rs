@@ -8,9 +8,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result, io_error};
 use crate::image::Blob;
+use crate::image::digest::{Digest, Hasher};
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
 

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::digest::Digest;
 use crate::error::Result;
+use crate::image::digest::Digest;
+use crate::image::layout::{self, BlobStore};
 use crate::image::{self, Descriptor, ManifestKind, Platform};
-use crate::layout::{self, BlobStore};
 
 #[derive(Debug, Clone, Default)]
 pub struct Reach {
@@ -100,7 +100,7 @@ fn image_platform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_doubles::MemoryStore;
+    use crate::image::test_doubles::MemoryStore;
 
     fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
         Descriptor {

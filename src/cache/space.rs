@@ -11,7 +11,7 @@ use super::Cache;
 use super::partial::partial_path;
 use crate::error::{Error, Result};
 use crate::image::Blob;
-use crate::progress::human_bytes;
+use crate::text::units::human_bytes;
 
 /// No layer of a real image comes near this.
 pub const MAX_BLOB_BYTES: u64 = 1 << 40;
@@ -80,7 +80,7 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
+    use crate::image::digest::Digest;
 
     fn blob(size: u64) -> Blob {
         Blob {

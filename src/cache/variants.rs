@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Cache;
 use crate::compress::{Algorithm, Recipe};
-use crate::digest::Digest;
+use crate::image::digest::Digest;
 
 const VERSION: u32 = 1;
 const DIRECTORY: &str = "compressed";
@@ -108,7 +108,7 @@ impl Cache {
         };
         let mut bytes = serde_json::to_vec(variant).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        crate::state::write_atomic(&self.variant_path(&variant.layer, &recipe), &bytes)
+        crate::cache::state::store(&self.variant_path(&variant.layer, &recipe), &bytes)
     }
 }
 

@@ -1,8 +1,27 @@
-//! `push`: the flags of the push subcommand (and of the older flat form).
+//! `push`: an archive to a repository.
+//!
+//! The flags of the subcommand (and of the older flat form), then running it.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use argh::FromArgs;
 
-use super::parse_size;
+use super::settings::parse_size;
+use super::settings::{self, Env};
+use super::{Connection, ConnectionFlags, concurrency, parse_target, transfer_reporter, verbosity};
+use crate::archive::Archive;
+use crate::cache::Cache;
+use crate::cache::files::{Lock, LockMode};
+use crate::cache::state::StateDir;
+use crate::error::{Error, Result};
+use crate::image::reference::Reference;
+use crate::image::{Artifact, BlobSource};
+use crate::interrupt;
+use crate::ops::push::{self, PushOptions};
+use crate::registry::http::retry::Deadline;
+use crate::transfer::upload::UploadOptions;
+use crate::ui::progress::{Reporter, Verbosity};
 
 #[derive(FromArgs, Debug, Default)]
 /// Push an image archive or a cached image to a registry (alias: ps).
@@ -109,13 +128,13 @@ pub struct PushArgs {
     pub timeout: Option<u64>,
 
     /// end a request that moves fewer than this many bytes per second over a --min-speed-window, and retry it (default 1K; 0 turns the check off; suffixes K, M accepted)
-    #[argh(option, from_str_fn(super::parse_min_speed))]
+    #[argh(option, from_str_fn(settings::parse_min_speed))]
     pub min_speed: Option<u64>,
     /// seconds (or 30s, 2m) over which --min-speed is averaged (default 60s)
-    #[argh(option, from_str_fn(super::parse_duration))]
+    #[argh(option, from_str_fn(settings::parse_duration))]
     pub min_speed_window: Option<std::time::Duration>,
     /// stop the whole run after this long (e.g. 90m, 2h), saving what is needed to resume; exit code 130
-    #[argh(option, from_str_fn(super::parse_duration))]
+    #[argh(option, from_str_fn(settings::parse_duration))]
     pub deadline: Option<std::time::Duration>,
     /// do not verify the registry's TLS certificate (insecure)
     #[argh(switch)]
@@ -155,8 +174,8 @@ pub struct PushArgs {
 }
 
 impl PushArgs {
-    pub fn concurrency_flags(&self) -> crate::commands::ConcurrencyFlags {
-        crate::commands::ConcurrencyFlags {
+    pub fn concurrency_flags(&self) -> crate::cli::ConcurrencyFlags {
+        crate::cli::ConcurrencyFlags {
             max_concurrent: self.max_concurrent,
             enable_dynamic: self.enable_dynamic_concurrency,
             min_concurrent: self.min_concurrent,
@@ -165,5 +184,198 @@ impl PushArgs {
             speed_threshold: self.speed_threshold,
             speed_check_interval: self.speed_check_interval,
         }
+    }
+}
+
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
+pub const DEFAULT_LARGE_LAYER_THRESHOLD: u64 = 1 << 30;
+/// Blobs uploading at once when the concurrency is fixed and not given.
+pub const DEFAULT_FIXED_CONCURRENCY: usize = 1;
+
+pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
+    let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
+    let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
+    let concurrency =
+        concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_FIXED_CONCURRENCY)?;
+    let (target, plain_http) = parse_target(&args.target, args.insecure)?;
+    let connection = Connection::resolve(
+        ConnectionFlags {
+            plain_http,
+            allow_plain_http: args.insecure,
+            skip_tls: args.skip_tls,
+            ca_cert: &args.ca_cert,
+            timeout: args.timeout,
+            retry_attempts: args.retry_attempts,
+            min_speed: args.min_speed,
+            min_speed_window: args.min_speed_window,
+            deadline: args.deadline,
+            username: &args.username,
+            password: &args.password,
+            password_stdin: args.password_stdin,
+        },
+        env,
+    )?;
+    let deadline =
+        (connection.deadline).map(|limit| Deadline::start(limit, &connection.retry.stop));
+    push_resolved(&args, env, &reporter, concurrency, &target, &connection).map_err(|e| {
+        match &deadline {
+            Some(deadline) => deadline.explain(e),
+            None => e,
+        }
+    })
+}
+
+/// The push once its settings are resolved; the deadline's clock is already running.
+fn push_resolved(
+    args: &PushArgs,
+    env: Env,
+    reporter: &Arc<Reporter>,
+    concurrency: crate::ops::batch::Concurrency,
+    target: &Reference,
+    connection: &Connection,
+) -> Result<()> {
+    let options = PushOptions {
+        upload: UploadOptions {
+            large_layer_threshold: settings::in_range(
+                settings::size_setting(
+                    args.large_layer_threshold,
+                    env,
+                    "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
+                    DEFAULT_LARGE_LAYER_THRESHOLD,
+                )?,
+                "--large-layer-threshold",
+                settings::limits::LARGE_LAYER_THRESHOLD,
+            )?,
+            chunk_size: settings::in_range(
+                settings::size_setting(
+                    args.chunk_size,
+                    env,
+                    "DOCKER_PUSHER_CHUNK_SIZE",
+                    DEFAULT_CHUNK_SIZE,
+                )?,
+                "--chunk-size",
+                settings::limits::CHUNK_SIZE,
+            )?,
+            force: args.force_upload,
+            mount_from: args.mount_from.clone(),
+            retry: connection.retry.clone(),
+            stop: connection.retry.stop.clone(),
+        },
+        concurrency,
+        dry_run: args.dry_run,
+        skip_existing: settings::switch_setting(
+            args.skip_existing,
+            env,
+            "DOCKER_PUSHER_SKIP_EXISTING",
+        )?,
+        compress: settings::compress_setting(args.compress.as_deref(), env)?,
+        compress_threads: settings::compress_threads_setting(args.compress_threads, env)?,
+    };
+
+    let path = Path::new(&args.source);
+    let cache_dir = settings::cache_dir_setting(args.cache_dir.as_deref(), env);
+    let cache = Cache::new(&cache_dir);
+    let state = StateDir::for_cache(&cache_dir);
+    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
+        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
+    });
+    let farewell = format!(
+        "interrupted; open uploads are saved in {} (run the same command again to resume)",
+        state.root().display()
+    );
+    interrupt::install(&options.upload.stop, notice, farewell)
+        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))?;
+    // A target without a tag is pushed as `latest`, so `latest` is also the tag that
+    // picks the image from a multi-image archive; a digest target names no tag.
+    let target_tag = match target.digest() {
+        Some(_) => target.tag(),
+        None => Some(target.tag_or_latest()),
+    };
+    let source = if path.exists() {
+        Source::archive(path, args.source_tag.as_deref(), target_tag)?
+    } else {
+        Source::cached(&cache, &args.source, reporter)?
+    };
+    let artifact = &source.artifact;
+    reporter.info(&format!(
+        "pushing {} ({}, {} blobs, {}) to {target}",
+        source.label,
+        source.kind,
+        artifact.blobs.len(),
+        crate::ui::progress::human_bytes(artifact.total_blob_bytes())
+    ));
+    for note in &artifact.notes {
+        reporter.warn(note);
+    }
+    let repository = connection.open(target, env, reporter, "pull,push")?;
+    let report = push::push(
+        artifact,
+        source.blobs.as_ref(),
+        &repository,
+        target,
+        &options,
+        (!options.dry_run).then_some(&state),
+        reporter,
+    )?;
+    reporter.detail(&push::resume_line(&report));
+    if args.json {
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        reporter.result(&json);
+    } else if report.dry_run {
+        reporter.result(&format!("dry run: {}", push::result_line(target, &report)));
+    } else {
+        reporter.result(&push::result_line(target, &report));
+    }
+    Ok(())
+}
+
+/// What push reads: an archive file, or an image in the cache (held under the shared cache
+/// lock, so a concurrent `clean` cannot remove its blobs mid-push).
+struct Source {
+    artifact: Artifact,
+    blobs: Box<dyn BlobSource>,
+    label: String,
+    kind: &'static str,
+    _lock: Option<Lock>,
+}
+
+impl Source {
+    fn archive(path: &Path, source_tag: Option<&str>, target_tag: Option<&str>) -> Result<Source> {
+        let mut archive = Archive::open(path)?;
+        let artifact = archive.select(source_tag, target_tag)?;
+        Ok(Source {
+            artifact,
+            kind: archive.format().describe(),
+            label: path.display().to_string(),
+            blobs: Box::new(archive),
+            _lock: None,
+        })
+    }
+
+    fn cached(cache: &Cache, name: &str, reporter: &Reporter) -> Result<Source> {
+        let lock = cache.lock(LockMode::Shared, &|| {
+            reporter.info("waiting for another process cleaning the cache")
+        })?;
+        let index = cache.read_index()?;
+        let found = index.find_one(name, cache.root()).map_err(|e| {
+            if index.find(name).is_empty() {
+                Error::input(format!(
+                    "{name} is neither a file nor an image in the cache {}",
+                    cache.root().display()
+                ))
+                .hint("check the --source path, or pull or extract the image into the cache first")
+            } else {
+                e
+            }
+        })?;
+        let entry = &index.manifests[found];
+        let artifact = cache.artifact(entry)?;
+        Ok(Source {
+            artifact,
+            kind: "cached image",
+            label: crate::text::sanitize::sanitize(&entry.label()),
+            blobs: Box::new(Cache::new(cache.root())),
+            _lock: Some(lock),
+        })
     }
 }

@@ -1,6 +1,18 @@
-//! `save`: the flags of the save subcommand.
+//! `save`: cached images into one archive.
+//!
+//! The flags of the subcommand, then running it.
+
+use std::path::Path;
 
 use argh::FromArgs;
+
+use super::settings::{self, Env};
+use super::verbosity;
+use crate::cache::Cache;
+use crate::compress::{Algorithm, Mode, Recipe};
+use crate::error::Result;
+use crate::ops::save::{self, SaveCompressionOptions};
+use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Write cached images to one archive that docker load, skopeo and extract read.
@@ -42,4 +54,54 @@ pub struct SaveArgs {
     /// threads compressing layers (default: one per CPU)
     #[argh(option)]
     pub compress_threads: Option<usize>,
+}
+
+pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
+    let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
+    let reporter = Reporter::new(verbosity(args.quiet, verbose));
+    let cache = Cache::new(settings::cache_dir_setting(args.cache_dir.as_deref(), env));
+    // No link to measure: `auto` makes the archive small.
+    let compression = match settings::compress_setting(args.compress.as_deref(), env)? {
+        Mode::None => None,
+        Mode::Auto => Some(Algorithm::Gzip),
+        Mode::Use(algorithm) => Some(algorithm),
+    }
+    .map(|algorithm| {
+        Ok::<_, crate::error::Error>(SaveCompressionOptions {
+            recipe: Recipe::of(algorithm),
+            threads: settings::compress_threads_setting(args.compress_threads, env)?,
+        })
+    })
+    .transpose()?;
+    let report = save::save(
+        &cache,
+        &args.images,
+        Path::new(&args.output),
+        compression,
+        &reporter,
+    )?;
+    if args.json {
+        reporter.result(&serde_json::to_string(&report).unwrap_or_default());
+        return Ok(());
+    }
+    for image in &report.images {
+        reporter.info(&format!("saved {image}"));
+    }
+    if let Some(c) = &report.compression {
+        reporter.info(&format!(
+            "compressed {} layers with {}: {} -> {}",
+            c.layers_compressed,
+            c.algorithm,
+            human_bytes(c.bytes_uncompressed),
+            human_bytes(c.bytes_compressed)
+        ));
+    }
+    reporter.result(&format!(
+        "{}: {} images, {} blobs, {}",
+        report.output,
+        report.images.len(),
+        report.blobs,
+        human_bytes(report.bytes)
+    ));
+    Ok(())
 }

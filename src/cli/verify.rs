@@ -1,6 +1,15 @@
-//! `verify`: the flags of the verify subcommand.
+//! `verify`: re-hash the cache and report damage.
+//!
+//! The flags of the subcommand, then running it.
 
 use argh::FromArgs;
+
+use super::settings::{self, Env};
+use super::verbosity;
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::ops::verify;
+use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Re-hash the cache's blobs and report any damage.
@@ -36,4 +45,54 @@ pub struct VerifyArgs {
     /// print a machine-readable JSON summary on stdout
     #[argh(switch)]
     pub json: bool,
+}
+
+pub fn run_verify(args: VerifyArgs, env: Env) -> Result<()> {
+    let reporter = Reporter::new(verbosity(args.quiet, false));
+    let cache = Cache::new(settings::cache_dir_setting(args.cache_dir.as_deref(), env));
+    let workers = match args.max_concurrent {
+        Some(n) => settings::in_range(n, "--max-concurrent", settings::limits::CONCURRENT)?,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4),
+    };
+    let report = verify::verify(
+        &cache,
+        &args.images,
+        args.remove_damaged,
+        workers.max(1),
+        &reporter,
+    )?;
+    if args.json {
+        reporter.result(&serde_json::to_string(&report).unwrap_or_default());
+    } else if report.is_clean() {
+        reporter.result(&format!(
+            "{}: {} blobs ({}) intact",
+            cache.root().display(),
+            report.blobs_checked,
+            human_bytes(report.bytes_checked)
+        ));
+    }
+    if report.is_clean() {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    if !report.damaged.is_empty() {
+        problems.push(format!("{} damaged blobs", report.damaged.len()));
+    }
+    if !report.incomplete.is_empty() {
+        problems.push(format!("{} problems with images", report.incomplete.len()));
+    }
+    let hint = if report.removed > 0 {
+        "the damaged blobs were removed; pull or extract the affected images again"
+    } else {
+        "pull or extract the affected images again (verify --remove-damaged first drops the bad copies)"
+    };
+    Err(Error::input(format!(
+        "{} is damaged: {}",
+        cache.root().display(),
+        problems.join(", ")
+    ))
+    .hint(hint))
 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Algorithm;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
 use crate::image::{RawManifest, media};
 
 /// A layer replaced by its compressed form.
@@ -31,6 +31,7 @@ pub struct Compressed {
 #[derive(Debug, Clone)]
 pub struct Rewritten {
     pub manifests: Vec<RawManifest>,
+    #[cfg(test)]
     pub renamed: BTreeMap<Digest, Digest>,
     /// Manifests that became OCI because of zstd layers.
     pub converted: usize,
@@ -62,6 +63,7 @@ pub fn rewrite(
     manifests: &[RawManifest],
     layers: &BTreeMap<Digest, Compressed>,
 ) -> Result<Rewritten> {
+    #[cfg(test)]
     let mut renamed: BTreeMap<Digest, Digest> = BTreeMap::new();
     // New descriptor fields of rewritten children: digest, size, media type.
     let mut children: BTreeMap<Digest, (Digest, u64, String)> = BTreeMap::new();
@@ -89,6 +91,7 @@ pub fn rewrite(
         let bytes = serde_json::to_vec(&value).expect("a JSON value always serializes");
         let mut new = RawManifest::new(media_type.clone(), bytes);
         new.platform = manifest.platform.clone();
+        #[cfg(test)]
         renamed.insert(manifest.digest.clone(), new.digest.clone());
         children.insert(
             manifest.digest.clone(),
@@ -98,6 +101,7 @@ pub fn rewrite(
     }
     Ok(Rewritten {
         manifests: out,
+        #[cfg(test)]
         renamed,
         converted,
     })

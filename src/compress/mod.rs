@@ -7,12 +7,10 @@
 //! offset in the compressed stream maps back to the one block to recompress ([`Frames`]).
 //!
 //! `pool` runs the compression threads, `stream` turns a source into ordered frames and a
-//! reader over them, `manifest` rebuilds manifests around compressed layers, `auto` decides
-//! whether compressing pays on this link.
+//! reader over them, `manifest` rebuilds manifests around compressed layers. Whether to
+//! compress at all is push policy (`ops::push::plan`).
 
-pub mod auto;
 pub mod manifest;
-pub mod plan;
 pub mod pool;
 pub mod stream;
 
@@ -21,7 +19,7 @@ use std::io::{self, Write};
 use crate::error::{Error, Result};
 use crate::image::{Blob, media};
 
-pub use pool::{Compressor, Meter, MeterReading};
+pub use pool::{Compressor, MeterReading};
 pub use stream::{
     CompressedReader, FrameStream, Frames, MemoryBlob, RecompressingSource, is_already_compressed,
 };
@@ -176,7 +174,7 @@ pub fn looks_compressed(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
+    use crate::image::digest::Digest;
     use std::io::Read;
 
     /// Layer-like input: text with repetition and a binary-ish tail, fixed forever.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::{Compressor, Recipe, looks_compressed};
-use crate::digest::{Digest, DigestMismatch, Hasher};
+use crate::image::digest::{Digest, DigestMismatch, Hasher};
 use crate::image::{Blob, BlobSource};
 
 /// Compressed size of each frame of a layer, in order, as far as known.
@@ -36,12 +36,9 @@ impl Frames {
         self.lock().clone()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Compressed bytes of all known frames.
@@ -396,7 +393,7 @@ impl Read for SharedBytes {
 mod tests {
     use super::*;
     use crate::compress::{Algorithm, BLOCK_SIZE};
-    use crate::test_doubles::OneLayer;
+    use crate::image::test_doubles::OneLayer;
 
     fn layer(bytes: &[u8]) -> Blob {
         Blob {
@@ -455,7 +452,10 @@ mod tests {
             0,
         );
         let error = frames.next().unwrap().unwrap_err();
-        assert!(crate::digest::find_mismatch(&error).is_some(), "{error}");
+        assert!(
+            crate::image::digest::find_mismatch(&error).is_some(),
+            "{error}"
+        );
         assert!(frames.next().is_none());
     }
 

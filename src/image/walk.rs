@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Descriptor, ManifestKind};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
 
 /// Indexes nest (an index of indexes is legal); real images stop at two levels.
 pub const MAX_DEPTH: usize = 8;

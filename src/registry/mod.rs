@@ -3,21 +3,20 @@
 //! blob, commit the manifest) and each is a single request; deciding which to call lives in
 //! `upload` and `push`.
 
-pub mod auth;
-pub mod credentials;
-pub mod origin;
-pub mod retry;
+pub mod http;
 pub mod rules;
-pub mod transport;
+
+// The paths the fuzz targets and tests name.
+pub use http::{auth, transport};
 
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::digest::Digest;
 use crate::image::{MAX_JSON_BYTES, RawManifest, media};
-use origin::Pointer;
-use transport::{Body, Request, Response, Transport};
+use http::origin::Pointer;
+use http::transport::{Body, Request, Response, Transport};
 
 /// One repository on one registry, with the token scopes its requests need.
 #[derive(Clone)]

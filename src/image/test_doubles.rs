@@ -1,0 +1,44 @@
+//! In-memory stand-ins for storage, shared by the unit tests of several modules.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use crate::error::{Error, Result};
+use crate::image::digest::Digest;
+use crate::image::layout::BlobStore;
+use crate::image::{Blob, BlobSource};
+
+/// Blobs held in memory by digest, for code that reads manifests and configs.
+#[derive(Default)]
+pub struct MemoryStore(pub HashMap<Digest, Vec<u8>>);
+
+impl MemoryStore {
+    pub fn add(&mut self, bytes: &[u8]) -> Digest {
+        let digest = Digest::of(bytes);
+        self.0.insert(digest.clone(), bytes.to_vec());
+        digest
+    }
+}
+
+impl BlobStore for MemoryStore {
+    fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.0.get(digest).map(|b| b.len() as u64)
+    }
+    fn read_small_blob(&self, digest: &Digest, _limit: u64) -> Result<Vec<u8>> {
+        self.0
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Error::input("missing"))
+    }
+}
+
+/// One layer's bytes in memory, served whatever blob is asked for.
+pub struct OneLayer(pub Vec<u8>);
+
+impl BlobSource for OneLayer {
+    fn open_blob(&self, _: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::Cursor::new(
+            self.0[offset as usize..].to_vec(),
+        )))
+    }
+}

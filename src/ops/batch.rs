@@ -1,0 +1,174 @@
+//! Running a set of blob transfers, uploads or downloads alike, on the worker pool: tasks
+//! queued largest first, a gate deciding how many run at once, and the monitor thread
+//! sampling throughput, resizing the gate in dynamic mode and driving the display.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::compress::MeterReading;
+use crate::image::Blob;
+use crate::pool::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::pool::scheduler::{ClassCaps, Gate, PriorityChannel, run_pool};
+use crate::transfer::upload::Progress;
+use crate::ui::progress::Reporter;
+
+/// How many transfers run at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    /// Worker threads: the most transfers that may run at once.
+    pub max: usize,
+    /// Dynamic mode: the controller's settings (its `max` is `max`). `None` keeps `max`
+    /// transfers running throughout.
+    pub dynamic: Option<Tuning>,
+    /// Caps per size class, within the overall limit.
+    pub class_caps: ClassCaps,
+}
+
+impl Concurrency {
+    #[cfg(test)]
+    pub fn fixed(max: usize) -> Concurrency {
+        Concurrency {
+            max: max.max(1),
+            dynamic: None,
+            class_caps: ClassCaps::default(),
+        }
+    }
+
+    fn initial(&self, blobs: usize) -> usize {
+        match &self.dynamic {
+            Some(tuning) => tuning.initial(blobs),
+            None => self.max,
+        }
+    }
+}
+
+/// What one transfer produced, with the time it took.
+pub struct Finished<R> {
+    pub index: usize,
+    pub result: R,
+    pub took: Duration,
+}
+
+/// How the pool ran, for reports (`--json`, `--verbose`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConcurrencyReport {
+    /// `fixed` or `dynamic`.
+    pub mode: &'static str,
+    pub min: usize,
+    pub max: usize,
+    pub initial: usize,
+    #[serde(rename = "final")]
+    pub final_limit: usize,
+    pub peak_speed: f64,
+    /// Running transfers over allowed ones while anything was running (0..1).
+    pub utilization: f64,
+    pub changes: Vec<Change>,
+}
+
+pub struct Outcome<R> {
+    /// In completion order.
+    pub finished: Vec<Finished<R>>,
+    pub analytics: Option<Analytics>,
+    pub concurrency: Option<ConcurrencyReport>,
+}
+
+/// The work for one blob: its index in `blobs` and the progress sink for its bytes. The
+/// result comes back with a line for the display (`describe`); `fatal` results stop
+/// queued transfers from starting.
+pub struct Work<'a, R> {
+    pub run: &'a (dyn Fn(usize, Arc<dyn Progress>) -> R + Sync),
+    pub describe: &'a (dyn Fn(usize, &R, Duration) -> String + Sync),
+    pub fatal: &'a (dyn Fn(&R) -> bool + Sync),
+    /// Where a blob starts in a source read front to back (a whole-gzipped archive), see
+    /// [`crate::image::BlobSource::stream_position`]; such blobs go in stream order.
+    pub position: &'a (dyn Fn(usize) -> Option<u64> + Sync),
+}
+
+/// The compression threads' meter, for transfers that compress on the way: the monitor
+/// then reports compression speed beside network speed, and which one limits.
+pub struct Meter<'a> {
+    pub read: &'a (dyn Fn() -> MeterReading + Sync),
+    pub threads: usize,
+}
+
+pub fn run<R: Send>(
+    blobs: &[Blob],
+    concurrency: &Concurrency,
+    reporter: &Arc<Reporter>,
+    work: Work<'_, R>,
+    meter: Option<Meter<'_>>,
+) -> Outcome<R> {
+    reporter.begin_layers(blobs);
+    let queue = PriorityChannel::new();
+    for (index, blob) in blobs.iter().enumerate() {
+        match (work.position)(index) {
+            // A stream read out of order is inflated again from its top for every blob.
+            Some(position) => queue.send_with_priority(u64::MAX - position, blob.size, index),
+            // Largest first: the longest transfer starts first and nothing big straggles.
+            None => queue.send(blob.size, index),
+        };
+    }
+    let initial = concurrency.initial(blobs.len());
+    let gate = Gate::with_caps(initial, concurrency.class_caps);
+    let task = |index: usize| {
+        reporter.layer_started(index);
+        let started = Instant::now();
+        let result = (work.run)(index, reporter.layer_progress(index));
+        let took = started.elapsed();
+        reporter.layer_finished(index, &(work.describe)(index, &result, took));
+        Finished {
+            index,
+            result,
+            took,
+        }
+    };
+    let stop = |finished: &Finished<R>| (work.fatal)(&finished.result);
+
+    let sent = || reporter.counters.sent();
+    let queued = || queue.len();
+    let sources = Sources {
+        gate: &gate,
+        sent: &sent,
+        queued: &queued,
+        compression: meter.as_ref().map(|m| m.read),
+    };
+    let show = |status: &Status, change: Option<&Change>| reporter.tick(status, change);
+    let (stop_monitor, stopped) = crossbeam_channel::bounded::<()>(0);
+    let mut tracker = Tracker::new(concurrency.dynamic.clone(), initial)
+        .with_compressors(meter.as_ref().map_or(0, |m| m.threads));
+    let (finished, monitored) = std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| {
+            monitor::watch(&sources, &mut tracker, &show, &stopped);
+        });
+        let finished = run_pool(concurrency.max, &gate, &queue, &task, &stop);
+        drop(stop_monitor);
+        (finished, monitor.join().is_ok())
+    });
+    reporter.finish_live();
+    let analytics = monitored.then(|| tracker.analytics());
+    let report = analytics.as_ref().map(|analytics| ConcurrencyReport {
+        mode: if analytics.dynamic {
+            "dynamic"
+        } else {
+            "fixed"
+        },
+        min: concurrency
+            .dynamic
+            .as_ref()
+            .map_or(concurrency.max, |t| t.min),
+        max: concurrency.max,
+        initial,
+        final_limit: analytics.final_limit,
+        peak_speed: analytics.peak_speed.round(),
+        utilization: (analytics.utilization * 1000.0).round() / 1000.0,
+        changes: analytics.changes.clone(),
+    });
+    Outcome {
+        finished,
+        analytics,
+        concurrency: report,
+    }
+}
+
+#[cfg(test)]
+mod tests;

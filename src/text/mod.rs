@@ -1,0 +1,5 @@
+//! Text for people: numbers as people read them (`units`) and text from outside made inert
+//! before it reaches a terminal (`sanitize`). Every layer uses these, so they sit below all.
+
+pub mod sanitize;
+pub mod units;
