@@ -2,13 +2,13 @@
 //! queued largest first, a gate deciding how many run at once, and the monitor thread
 //! sampling throughput, resizing the gate in dynamic mode and driving the display.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::compress::MeterReading;
 use crate::image::Blob;
 use crate::pool::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
-use crate::pool::scheduler::{ClassCaps, Gate, PriorityChannel, run_pool};
+use crate::pool::scheduler::{ClassCaps, Gate, PriorityChannel, run_pool_in_order};
 use crate::transfer::upload::Progress;
 use crate::ui::progress::Reporter;
 
@@ -82,6 +82,9 @@ pub struct Work<'a, R> {
     /// Where a blob starts in a source read front to back (a whole-gzipped archive), see
     /// [`crate::image::BlobSource::stream_position`]; such blobs go in stream order.
     pub position: &'a (dyn Fn(usize) -> Option<u64> + Sync),
+    /// What a blob holds from the moment it leaves the queue until its transfer ends: its
+    /// claim on a stream read front to back ([`crate::image::BlobSource::announce`]).
+    pub claim: &'a (dyn Fn(usize) -> Option<Box<dyn Send>> + Sync),
 }
 
 /// The compression threads' meter, for transfers that compress on the way: the monitor
@@ -110,7 +113,13 @@ pub fn run<R: Send>(
     }
     let initial = concurrency.initial(blobs.len());
     let gate = Gate::with_caps(initial, concurrency.class_caps);
+    let claims: Vec<Mutex<Option<Box<dyn Send>>>> =
+        blobs.iter().map(|_| Mutex::new(None)).collect();
+    let lock = |index: usize| claims[index].lock().unwrap_or_else(|p| p.into_inner());
+    let taken = |&index: &usize| *lock(index) = (work.claim)(index);
+    let not_run = |&index: &usize| drop(lock(index).take());
     let task = |index: usize| {
+        let _claim = lock(index).take();
         reporter.layer_started(index);
         let started = Instant::now();
         let result = (work.run)(index, reporter.layer_progress(index));
@@ -140,7 +149,14 @@ pub fn run<R: Send>(
         let monitor = scope.spawn(|| {
             monitor::watch(&sources, &mut tracker, &show, &stopped);
         });
-        let finished = run_pool(concurrency.max, &gate, &queue, &task, &stop);
+        let finished = run_pool_in_order(
+            concurrency.max,
+            &gate,
+            &queue,
+            (&taken, &not_run),
+            &task,
+            &stop,
+        );
         drop(stop_monitor);
         (finished, monitor.join().is_ok())
     });

@@ -363,6 +363,7 @@ fn download_blobs(
         describe: &describe_result,
         fatal: &fatal,
         position: &|_| None,
+        claim: &|_| None,
     };
     let outcome = batch::run(&missing, &options.concurrency, reporter, work, None);
     let mut first_error = None;

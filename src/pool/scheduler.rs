@@ -230,14 +230,22 @@ impl Gate {
 
     /// With a permit and a reservation in hand, takes the largest queued task whose size
     /// class has room, waiting while none has. `None` when the queue was drained meanwhile.
-    fn admit<T>(&self, permit: &mut Permit<'_>, queue: &PriorityChannel<T>) -> Option<T> {
+    /// `taken` runs under the gate's lock, so for any two tasks it runs in the order they
+    /// were taken.
+    fn admit<T>(
+        &self,
+        permit: &mut Permit<'_>,
+        queue: &PriorityChannel<T>,
+        taken: &dyn Fn(&T),
+    ) -> Option<T> {
         let mut state = self.state();
         loop {
-            let taken = queue.take_first(|size| state.has_room(SizeClass::of(size)));
-            if let Some((size, task)) = taken {
+            let next = queue.take_first(|size| state.has_room(SizeClass::of(size)));
+            if let Some((size, task)) = next {
                 let class = SizeClass::of(size);
                 state.running[class.index()] += 1;
                 permit.class = Some(class);
+                taken(&task);
                 return Some(task);
             }
             if queue.is_empty() {
@@ -296,6 +304,26 @@ pub fn run_pool<T: Send, R: Send>(
     work: &(dyn Fn(T) -> R + Sync),
     stop: &(dyn Fn(&R) -> bool + Sync),
 ) -> Vec<R> {
+    let ignore = |_: &T| {};
+    run_pool_in_order(workers, gate, queue, (&ignore, &ignore), work, stop)
+}
+
+/// Told of a task by the pool (see [`run_pool_in_order`]).
+pub type TaskHook<'a, T> = dyn Fn(&T) + Sync + 'a;
+
+/// As [`run_pool`], with `taken.0` told of each task as it leaves the queue, in queue
+/// order even when workers race: what a task must claim before a later one starts (its
+/// place in a stream read front to back) is claimed there, not when its worker gets to it.
+/// `taken.1` is told of a task taken but then not run because the pool stopped, so its
+/// claim can be let go.
+pub fn run_pool_in_order<T: Send, R: Send>(
+    workers: usize,
+    gate: &Gate,
+    queue: &PriorityChannel<T>,
+    taken: (&TaskHook<'_, T>, &TaskHook<'_, T>),
+    work: &(dyn Fn(T) -> R + Sync),
+    stop: &(dyn Fn(&R) -> bool + Sync),
+) -> Vec<R> {
     queue.close();
     let results = Mutex::new(Vec::new());
     let stopped = AtomicBool::new(false);
@@ -307,10 +335,11 @@ pub fn run_pool<T: Send, R: Send>(
                     if stopped.load(Ordering::Relaxed) || !queue.reserve() {
                         break;
                     }
-                    let Some(task) = gate.admit(&mut permit, queue) else {
+                    let Some(task) = gate.admit(&mut permit, queue, taken.0) else {
                         break;
                     };
                     if stopped.load(Ordering::Relaxed) {
+                        (taken.1)(&task);
                         break;
                     }
                     let result = work(task);
@@ -340,6 +369,20 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn tasks_are_told_taken_in_queue_order_however_workers_race() {
+        let queue = PriorityChannel::new();
+        for task in 0..200u64 {
+            queue.send_with_priority(u64::MAX - task, 1, task);
+        }
+        let gate = Gate::new(8);
+        let taken = Mutex::new(Vec::new());
+        let record = |task: &u64| taken.lock().unwrap().push(*task);
+        let work = |task: u64| std::thread::sleep(Duration::from_micros(task % 7 * 50));
+        run_pool_in_order(8, &gate, &queue, (&record, &|_| {}), &work, &|_| false);
+        assert_eq!(taken.into_inner().unwrap(), (0..200).collect::<Vec<_>>());
+    }
 
     #[test]
     fn largest_first_then_in_sending_order() {

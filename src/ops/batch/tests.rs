@@ -96,7 +96,6 @@ fn a_gzipped_archive_is_inflated_once_however_many_workers_read_its_layers() {
     let source: &dyn BlobSource = &archive;
     let run = |index: usize, _progress: Arc<dyn crate::transfer::upload::Progress>| {
         let blob = &artifact.blobs[index];
-        let _reading_soon = source.announce(blob);
         // Workers reach the read at different moments, as HEAD and POST would make them.
         std::thread::sleep(std::time::Duration::from_millis((index % 3) as u64));
         let mut bytes = Vec::new();
@@ -111,6 +110,7 @@ fn a_gzipped_archive_is_inflated_once_however_many_workers_read_its_layers() {
         describe: &|_, _, _| String::new(),
         fatal: &|_| false,
         position: &|index| source.stream_position(&artifact.blobs[index]),
+        claim: &|index| source.announce(&artifact.blobs[index]),
     };
     let outcome = batch::run(
         &artifact.blobs,

@@ -382,7 +382,6 @@ fn upload_blobs(
     } = *job;
     let run = |index: usize, progress: Arc<dyn crate::transfer::upload::Progress>| {
         let blob = &artifact.blobs[index];
-        let _reading_soon = source.announce(blob);
         match (plan.compresses(blob), &plan.compressor, plan.recipe) {
             (true, Some(compressor), Some(recipe)) => LayerCompression {
                 repository,
@@ -422,6 +421,7 @@ fn upload_blobs(
         describe: &describe_result,
         fatal: &fatal,
         position: &|index| source.stream_position(&artifact.blobs[index]),
+        claim: &|index| source.announce(&artifact.blobs[index]),
     };
     let read_meter = || {
         plan.compressor
