@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cache::Cache;
-use crate::cache::state::{self, SavedSession, StateDir, StreamState};
+use crate::cache::state::{SavedSession, StateDir, StreamState};
 use crate::cache::variants::Variant;
 use crate::compress::manifest::Compressed;
 use crate::compress::stream::SharedBytes;

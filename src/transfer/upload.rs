@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::state::{self, SavedSession, StateDir};
+use crate::cache::state::{SavedSession, StateDir};
 use crate::error::{Class, Error, Result};
 use crate::image::digest::{Digest, Hasher, VerifyingReader};
 use crate::image::{Blob, BlobSource};

@@ -78,9 +78,7 @@ impl LayerCompression<'_> {
         frames: &Frames,
     ) {
         let Some(state) = self.state else { return };
-        let secrets = self.repository.transport().secrets();
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        if !state::storable_url(&session.location, &secrets) {
+        if !self.repository.may_store(&session.location) {
             if offset == 0 {
                 self.progress.note(&format!(
                     "layer {}: the upload URL carries credentials, so it is not saved; an interrupted upload of this layer starts over",

@@ -74,9 +74,7 @@ impl Uploader<'_> {
     /// Saves the session so the next run can continue it; never fails the upload.
     pub(super) fn remember(&self, blob: &Blob, session: &Session, offset: u64) {
         let Some(state) = self.state else { return };
-        let secrets = self.repository.transport().secrets();
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        if !state::storable_url(&session.location, &secrets) {
+        if !self.repository.may_store(&session.location) {
             self.progress.note(&format!(
                 "blob {}: the upload URL carries credentials, so it is not saved; an interrupted upload of this blob starts over",
                 blob.digest.short()
