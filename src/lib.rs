@@ -11,9 +11,10 @@
 //!
 //! A layer byte travels: archive entry (`archive`) -> blob task (`ops::push`) -> worker
 //! (`pool::scheduler`, run by `ops::batch`) -> upload session (`transfer::upload`:
-//! monolithic or chunks) -> registry (`registry`, over `registry::http::transport`).
-//! Beside the workers, `pool::monitor` samples the transfer, resizes the worker gate in
-//! dynamic mode and feeds the display (`ui::progress`).
+//! monolithic or chunks, saved and resumed by `transfer::session`) -> registry
+//! (`registry`, over `registry::http::transport`). Beside the workers, `pool::monitor`
+//! samples the transfer, resizes the worker gate in dynamic mode and feeds the display
+//! (`ui::progress`).
 //!
 //! With `--compress`, an uncompressed layer takes a detour: archive entry -> blocks
 //! compressed in parallel (`compress`: the pool, ordered frames, deterministic output) ->

@@ -70,6 +70,12 @@ impl Repository {
         self.transport.host()
     }
 
+    /// Whether an upload URL may be saved for a later run: the credentials it must not
+    /// carry stay in `http`, the caller only learns yes or no.
+    pub fn may_store(&self, url: &str) -> bool {
+        self.transport.may_store(url)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.transport.base_url(), self.name)
     }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cache::Cache;
-use crate::cache::state::{self, SavedSession, StateDir, StreamState};
+use crate::cache::state::StateDir;
 use crate::cache::variants::Variant;
 use crate::compress::manifest::Compressed;
 use crate::compress::stream::SharedBytes;
@@ -44,13 +44,12 @@ use crate::registry::http::retry::{self, Budget};
 use crate::registry::http::transport::Body;
 use crate::registry::rules::UploadRules;
 use crate::registry::{ChunkOutcome, Repository, Session};
-use crate::transfer::upload::{
-    Commit, Counting, Failure, Outcome, Progress, UploadOptions, Uploader, commit_session,
-    same_session,
+use crate::transfer::session::{
+    Commit, Failure, Resumable, Saved, Upload, commit_session, initiate, resume_point, same_session,
 };
+use crate::transfer::upload::{Counting, Outcome, Progress, UploadOptions, Uploader};
 
 mod chunks;
-mod session;
 use chunks::*;
 
 /// Layers up to this size (and the chunk size) are compressed whole in memory before
@@ -89,6 +88,41 @@ impl LayerCompression<'_> {
             options: self.options,
             progress: self.progress.clone(),
             state: self.state,
+        }
+    }
+
+    /// The layer's compressed stream session as kept across runs.
+    fn resumable<'s>(&'s self, layer: &'s Blob) -> Resumable<'s> {
+        Resumable {
+            repository: self.repository,
+            state: self.state,
+            progress: &*self.progress,
+            upload: Upload::Stream {
+                layer,
+                recipe: self.recipe.id(),
+            },
+        }
+    }
+
+    fn remember_stream(&self, layer: &Blob, session: &Session, offset: u64, frames: &Frames) {
+        self.resumable(layer)
+            .save(session, offset, || frames.sizes());
+    }
+
+    fn forget_stream(&self, layer: &Blob) {
+        self.resumable(layer).forget();
+    }
+
+    /// Remembers the compressed form for later runs; never fails the upload.
+    fn record(&self, variant: &Variant) {
+        if let Some(cache) = self.cache
+            && let Err(e) = cache.record_variant(variant)
+        {
+            self.progress.note(&format!(
+                "cannot remember the compressed form of layer {} in {}: {e}",
+                variant.layer.short(),
+                cache.root().display()
+            ));
         }
     }
 
@@ -210,9 +244,16 @@ impl LayerCompression<'_> {
     /// A large layer: continues a session an earlier run left, or opens one, and streams.
     fn streamed(&self, layer: &Blob) -> Result<Option<Done>> {
         let uploader = self.uploader(self.source);
-        let (session, offset, frames) = match self.saved_stream(layer)? {
-            Some(saved) => saved,
-            None => (uploader.new_session()?, 0, Vec::new()),
+        let saved = self
+            .resumable(layer)
+            .saved(|session| uploader.rules(session))?;
+        let (session, offset, frames) = match saved {
+            Some(Saved {
+                session,
+                offset,
+                frames,
+            }) => (session, offset, frames),
+            None => (initiate(self.repository)?, 0, Vec::new()),
         };
         let rules = uploader.rules(&session);
         if !rules.allow_patch {
@@ -237,7 +278,7 @@ impl LayerCompression<'_> {
                     e.message
                 ));
                 self.forget_stream(layer);
-                let session = uploader.new_session()?;
+                let session = initiate(self.repository)?;
                 self.stream(layer, session, 0, Vec::new(), &rules)
             }
             other => other,
@@ -433,7 +474,7 @@ impl LayerCompression<'_> {
                 ));
                 uploader.pause(wait);
                 uploader.check_stop()?;
-                let (resumed, held) = uploader.resume_point(&session, rules)?;
+                let (resumed, held) = resume_point(self.repository, &session, rules)?;
                 if failure.in_commit
                     && !same_session(&session, &resumed)
                     && let Some(digest) = &chunk.digest

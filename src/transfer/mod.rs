@@ -1,7 +1,9 @@
-//! One blob at a time, resumable: `upload` (monolithic or chunked, sessions saved for a
-//! later run), `compressed_upload` (a layer compressed while it goes up) and `download`
-//! (into a partial file in the cache, resumed by range).
+//! One blob at a time, resumable: `upload` (monolithic or chunked), `compressed_upload`
+//! (a layer compressed while it goes up), both over the one `session` (saved for a later
+//! run, found again, continued, closed), and `download` (into a partial file in the
+//! cache, resumed by range).
 
 pub mod compressed_upload;
 pub mod download;
+pub(crate) mod session;
 pub mod upload;

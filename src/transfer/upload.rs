@@ -10,19 +10,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::state::{self, SavedSession, StateDir};
+use crate::cache::state::StateDir;
 use crate::error::{Class, Error, Result};
-use crate::image::digest::{Digest, Hasher, VerifyingReader};
+use crate::image::digest::{Hasher, VerifyingReader};
 use crate::image::{Blob, BlobSource};
 use crate::interrupt::{StopSignal, Stopped};
 use crate::registry::http::retry::{self, Budget, RetryPolicy};
-use crate::registry::http::transport::{self, Body, Response};
+use crate::registry::http::transport::{self, Body};
 use crate::registry::rules::{self, UploadRules};
 use crate::registry::{ChunkOutcome, Initiated, Repository, Session};
+use crate::transfer::session::{
+    Commit, Failure, Resumable, Saved, Upload, commit_session, initiate, is_transient_status,
+    resume_point, same_session,
+};
 
-mod session;
 mod tally;
-pub(crate) use session::{Commit, commit_session, same_session};
 pub(crate) use tally::Counting;
 use tally::{HashFeed, Transfer};
 
@@ -83,50 +85,6 @@ pub struct Uploader<'a> {
     pub state: Option<&'a StateDir>,
 }
 
-/// What a failed step left to do: why it failed, and how long the registry asked us to
-/// wait before trying again.
-pub(crate) struct Failure {
-    pub(crate) reason: String,
-    pub(crate) retry_after: Option<Duration>,
-    /// The closing PUT failed: the registry may still be committing the blob.
-    pub(crate) in_commit: bool,
-}
-
-impl Failure {
-    /// A refused chunk or commit worth trying again (transient statuses, and 404/416,
-    /// which the caller answers by asking where the session stands), or the error to stop
-    /// with, naming `what` failed.
-    pub(crate) fn refused(
-        repository: &Repository,
-        response: Response,
-        what: &str,
-        in_commit: bool,
-    ) -> Result<Failure> {
-        let status = response.status;
-        if !is_transient_status(status) && !matches!(status, 404 | 416) {
-            return Err(repository.transport().status_error(response, what));
-        }
-        Ok(Failure {
-            reason: format!("HTTP {status}"),
-            retry_after: transport::retry_after(&response),
-            in_commit,
-        })
-    }
-
-    /// A request that got no answer: a network failure is worth trying again; any other
-    /// error (corrupt source, auth, interruption) stops the upload.
-    pub(crate) fn unanswered(error: Error, in_commit: bool) -> Result<Failure> {
-        if error.class != Class::Network {
-            return Err(error);
-        }
-        Ok(Failure {
-            reason: error.message,
-            retry_after: None,
-            in_commit,
-        })
-    }
-}
-
 impl Uploader<'_> {
     pub fn upload(&self, blob: &Blob) -> Result<Outcome> {
         self.check_stop()?;
@@ -147,8 +105,10 @@ impl Uploader<'_> {
         };
         let mut transfer =
             Transfer::new(blob, Budget::for_blob(&self.options.retry, blob.size, unit));
-        let result = match self.saved_session(blob)? {
-            Some((session, offset)) => {
+        let result = match self.resumable(blob).saved(|session| self.rules(session))? {
+            Some(Saved {
+                session, offset, ..
+            }) => {
                 transfer.reused = offset;
                 self.progress.note(&format!(
                     "blob {}: continuing the upload of an earlier run at byte {offset} of {}",
@@ -233,17 +193,26 @@ impl Uploader<'_> {
         }
         match pending {
             Some(session) => Ok(Opened::Session(session)),
-            None => self.new_session().map(Opened::Session),
+            None => initiate(self.repository).map(Opened::Session),
         }
     }
 
-    pub(crate) fn new_session(&self) -> Result<Session> {
-        match self.repository.initiate_upload(None)? {
-            Initiated::Session(session) => Ok(session),
-            Initiated::Mounted => Err(Error::registry(
-                "the registry reported a mount nobody asked for",
-            )),
+    /// The blob's session as kept across runs.
+    fn resumable<'s>(&'s self, blob: &'s Blob) -> Resumable<'s> {
+        Resumable {
+            repository: self.repository,
+            state: self.state,
+            progress: &*self.progress,
+            upload: Upload::Blob(blob),
         }
+    }
+
+    fn remember(&self, blob: &Blob, session: &Session, offset: u64) {
+        self.resumable(blob).save(session, offset, Vec::new);
+    }
+
+    fn forget(&self, blob: &Blob) {
+        self.resumable(blob).forget();
     }
 
     /// One PUT with the whole blob. A cut connection or 413 switches to chunks, continuing
@@ -330,13 +299,13 @@ impl Uploader<'_> {
                         blob.digest.short()
                     ));
                 }
-                let (resumed, offset) = self.resume_point(&session, rules)?;
+                let (resumed, offset) = resume_point(self.repository, &session, rules)?;
                 transfer.restart_if_lost(&session, &resumed, offset);
                 self.remember(blob, &resumed, offset);
                 return self.chunked_from(blob, resumed, offset, rules, transfer);
             }
             self.repository.cancel_upload(&session);
-            session = self.new_session()?;
+            session = initiate(self.repository)?;
         }
     }
 
@@ -344,22 +313,6 @@ impl Uploader<'_> {
     /// the backoff), waking early when a stop is requested.
     pub(crate) fn pause(&self, wait: Duration) {
         retry::pause(wait, &self.options.stop)
-    }
-
-    /// Where to continue after a failure: the registry's offset in the same session, or a
-    /// fresh session from zero when the registry lost it (or cannot be trusted to say).
-    pub(crate) fn resume_point(
-        &self,
-        session: &Session,
-        rules: &UploadRules,
-    ) -> Result<(Session, u64)> {
-        if !rules.trust_range {
-            // The session may live on; free what it holds before starting over.
-            self.repository.cancel_upload(session);
-        } else if let Some((session, offset)) = self.repository.upload_status(session)? {
-            return Ok((session, offset));
-        }
-        Ok((self.new_session()?, 0))
     }
 
     /// Streams chunks from `offset`, each read straight from the source; after any failure
@@ -423,7 +376,7 @@ impl Uploader<'_> {
                             ));
                             self.repository.cancel_upload(&session);
                             self.forget(blob);
-                            let fresh = self.new_session()?;
+                            let fresh = initiate(self.repository)?;
                             transfer.reset_hash();
                             let monolithic_rules = UploadRules {
                                 allow_patch: false,
@@ -453,7 +406,7 @@ impl Uploader<'_> {
             ));
             self.pause(wait);
             self.check_stop()?;
-            let (resumed, held) = self.resume_point(&session, rules)?;
+            let (resumed, held) = resume_point(self.repository, &session, rules)?;
             let held = held.min(blob.size);
             // A registry that finished committing after our first look has closed the
             // session because the blob is done, not because it was lost.
@@ -603,10 +556,6 @@ pub(crate) fn source_error(blob: &Blob, err: io::Error) -> Error {
         "cannot read blob {} from the source: {err}",
         blob.digest.short()
     ))
-}
-
-pub(crate) fn is_transient_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 fn stopped_at(blob: &Blob, offset: u64) -> String {

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::credentials::Credentials;
+use super::storable::storable_url;
 
 /// How the registry asked us to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +131,9 @@ fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
     Duration::from_secs(seconds.clamp(1, MAX_TOKEN_LIFETIME))
 }
 
-/// Authentication state for one registry, shared by all requests and workers.
-pub struct Authenticator {
+/// Authentication state for one registry, shared by all requests and workers. It holds
+/// the password and the tokens, so it is never handed out of `registry::http`.
+pub(super) struct Authenticator {
     credentials: Option<Credentials>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
@@ -142,7 +144,7 @@ pub struct Authenticator {
 }
 
 /// What the transport must do to get a token: it owns the HTTP client.
-pub struct TokenRequest {
+pub(super) struct TokenRequest {
     pub url: String,
     pub basic: Option<String>,
 }
@@ -171,9 +173,17 @@ impl Authenticator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether `url` may be written to disk: it carries none of the credentials held here
+    /// and nothing that looks like one.
+    pub fn may_store(&self, url: &str) -> bool {
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        storable_url(url, &secrets)
+    }
+
     /// The password, its Basic header and every token held: what must never be written
     /// to disk or printed.
-    pub fn secrets(&self) -> Vec<String> {
+    fn secrets(&self) -> Vec<String> {
         let mut secrets = Vec::new();
         if let Some(c) = &self.credentials {
             secrets.push(c.password.expose().to_string());
@@ -416,6 +426,36 @@ mod tests {
         );
         auth.authorization(&scopes, &fetch).unwrap();
         assert_eq!(calls.get(), 1, "the clamped token is reused");
+    }
+
+    #[test]
+    fn a_url_holding_the_password_or_a_token_held_may_not_be_stored() {
+        let auth = Authenticator::new(Some(Credentials {
+            username: "alice".into(),
+            password: crate::registry::http::credentials::Secret::new("s3cr3t-pw"),
+        }));
+        let session = "https://r/v2/a/blobs/uploads/u?_state=abc";
+        assert!(auth.may_store(session));
+        assert!(!auth.may_store("https://r/v2/a/blobs/uploads/u?_state=s3cr3t-pw"));
+        let basic = auth.basic_header().unwrap();
+        let basic = basic.trim_start_matches("Basic ");
+        assert!(!auth.may_store(&format!("https://r/v2/a/blobs/uploads/{basic}")));
+        assert!(!auth.may_store("https://alice@r/v2/a/blobs/uploads/u"));
+        assert!(!auth.may_store("https://r/v2/a/blobs/uploads/u?access_token=x"));
+
+        auth.set_challenge(Some(Challenge::Bearer {
+            realm: "https://a/t".into(),
+            service: None,
+            scope: None,
+            error: None,
+        }));
+        let with_token = "https://r/v2/a/blobs/uploads/u?_state=eyJ0b2tlbiJ9.sig";
+        assert!(auth.may_store(with_token), "before the token is held");
+        let fetch = |_: TokenRequest| Ok(br#"{"token":"eyJ0b2tlbiJ9.sig"}"#.to_vec());
+        auth.authorization(&["repository:a:push".to_string()], &fetch)
+            .unwrap();
+        assert!(!auth.may_store(with_token), "once the token is held");
+        assert!(auth.may_store(session));
     }
 
     #[test]

@@ -22,7 +22,8 @@ impl Secret {
         Secret(value.into())
     }
 
-    pub fn expose(&self) -> &str {
+    /// Only the authenticator beside this module sends it.
+    pub(super) fn expose(&self) -> &str {
         &self.0
     }
 }

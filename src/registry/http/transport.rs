@@ -135,10 +135,10 @@ impl Transport {
         self.auth.tokens_fetched()
     }
 
-    /// Every credential this transport holds (password, Basic header, tokens), so
-    /// anything about to be written to disk can be checked against them.
-    pub fn secrets(&self) -> Vec<String> {
-        self.auth.secrets()
+    /// Whether `url` may be written to disk: it carries none of the credentials this
+    /// transport holds (password, Basic header, tokens) and nothing that looks like one.
+    pub fn may_store(&self, url: &str) -> bool {
+        self.auth.may_store(url)
     }
 
     pub fn log(&self, message: &str) {
