@@ -130,9 +130,3 @@ pub(crate) fn tls_error(host: &str, failure: TlsFailure, what: &str) -> Error {
     )
     .hint(hint)
 }
-
-impl From<ureq::http::Error> for Error {
-    fn from(err: ureq::http::Error) -> Error {
-        Error::usage(format!("invalid request: {err}"))
-    }
-}

@@ -153,7 +153,7 @@ impl Transport {
         {
             (self.warn)(&origin::downgrade_warning(&self.origin, url));
         }
-        Ok(())
+        origin::check_parsable(&self.origin, url, pointer)
     }
 
     fn ping(&self, scheme: Scheme) -> Result<()> {
