@@ -212,6 +212,45 @@ fn json_summary_replaces_the_result_line() {
     assert_eq!(summary["blobs_uploaded"], 3);
 }
 
+#[test]
+fn a_reader_that_closes_stdout_early_is_no_error() {
+    // `... | head -1`: the reader has what it wanted; no panic, no message, exit 0.
+    let quiet = |run: &Run, what: &str| {
+        assert_eq!(run.code, Some(0), "{what}\n{run}");
+        assert!(!run.panicked(), "{what}\n{run}");
+        assert!(run.stderr.trim().is_empty(), "{what}\n{run}");
+    };
+    for args in [
+        vec!["--help"],
+        vec!["--version"],
+        vec!["push", "--help"],
+        vec!["pull", "--help"],
+        vec!["extract", "--help"],
+        vec!["list", "--help"],
+        vec!["clean", "--help"],
+        vec!["save", "--help"],
+        vec!["verify", "--help"],
+    ] {
+        quiet(
+            &pusher().args(&args).run_with_stdout_closed(),
+            &args.join(" "),
+        );
+    }
+
+    let f = fixture(9, &[3_000]);
+    let (registry, client) = plain();
+    let run = push_cmd(&f, &url(&registry, "closed/app:1"))
+        .arg("-q")
+        .run_with_stdout_closed();
+    quiet(&run, "push");
+    verify_target(&client, "closed/app", "1", &f.expected);
+    let run = push_cmd(&f, &url(&registry, "closed/json:1"))
+        .args(["-q", "--json"])
+        .run_with_stdout_closed();
+    quiet(&run, "push --json");
+    verify_target(&client, "closed/json", "1", &f.expected);
+}
+
 // ---------------------------------------------------------------- usage errors
 
 #[test]
