@@ -19,7 +19,9 @@ use crate::ui::progress::human_bytes;
     name = "list",
     example = "docker-image-pusher list",
     example = "docker-image-pusher list --json --cache-dir /mnt/usb/cache",
-    note = "Environment: DOCKER_PUSHER_CACHE_DIR."
+    note = "Environment: DOCKER_PUSHER_CACHE_DIR.",
+    error_code(2, "usage: the command line is wrong"),
+    error_code(3, "input: the cache is unreadable")
 )]
 pub struct ListArgs {
     /// the cache directory (default .cache, or DOCKER_PUSHER_CACHE_DIR)

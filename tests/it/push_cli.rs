@@ -251,6 +251,67 @@ fn a_reader_that_closes_stdout_early_is_no_error() {
     verify_target(&client, "closed/json", "1", &f.expected);
 }
 
+#[test]
+fn every_command_help_lists_the_exit_codes_it_can_return_with_one_meaning_each() {
+    use docker_image_pusher::error::Class;
+    // The word each code's line starts with, and the code the error type gives it.
+    let meaning = |class: Class| {
+        let word = match class {
+            Class::Usage => "usage",
+            Class::Input => "input",
+            Class::Auth => "authentication",
+            Class::Network => "network",
+            Class::Registry => "registry",
+            Class::Interrupted => "stopped",
+        };
+        (class.exit_code(), word)
+    };
+    let local = [Class::Usage, Class::Input];
+    let remote = [
+        Class::Usage,
+        Class::Input,
+        Class::Auth,
+        Class::Network,
+        Class::Registry,
+        Class::Interrupted,
+    ];
+    let commands: [(&str, &[Class]); 7] = [
+        ("push", &remote),
+        ("pull", &remote),
+        ("extract", &local),
+        ("list", &local),
+        ("clean", &local),
+        ("save", &local),
+        ("verify", &local),
+    ];
+    for (command, classes) in commands {
+        let run = pusher().args([command, "--help"]).run().success();
+        let listed: Vec<(i32, String)> = run
+            .stdout
+            .split("Error codes:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{command} --help lists no exit codes\n{run}"))
+            .lines()
+            .filter_map(|line| {
+                let (code, text) = line.trim().split_once(' ')?;
+                Some((code.parse().ok()?, text.to_string()))
+            })
+            .collect();
+        let expected: Vec<(i32, &str)> = classes.iter().map(|&c| meaning(c)).collect();
+        assert_eq!(
+            listed.iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+            expected.iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+            "{command} --help\n{run}"
+        );
+        for ((code, text), (_, word)) in listed.iter().zip(&expected) {
+            assert!(
+                text.starts_with(&format!("{word}: ")),
+                "{command} --help: {code} should mean {word}: {text}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- usage errors
 
 #[test]
