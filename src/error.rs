@@ -1,5 +1,7 @@
 //! One error type for the whole tool. Every error belongs to a class that decides the
 //! process exit code, so scripts can tell "fix your command line" from "the network is down".
+//! Where the failure has a typed cause (from ureq's and io's error types, never from message
+//! text), the error carries it and the class follows from it.
 
 use std::fmt;
 
@@ -33,11 +35,64 @@ impl Class {
     }
 }
 
+/// Why an exchange or a read failed, as far as the error types tell. Code that decides
+/// (retry or not, which hint, which exit code) matches on this, not on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The registry's host name did not resolve.
+    Dns,
+    /// The TLS handshake failed.
+    Tls(TlsFailure),
+    /// No connection could be made: refused, or no address answered.
+    Refused,
+    /// The registry did not answer in time.
+    Timeout,
+    /// An open connection failed mid-exchange.
+    Dropped,
+    /// The registry answered with this HTTP status.
+    Status(u16),
+    /// The source (archive or cache) holds bytes that do not match their digest.
+    SourceCorrupt,
+    /// The source (archive or cache) ended early.
+    SourceTruncated,
+    /// A stop request (Ctrl-C, SIGTERM, a deadline) ended the work at a safe point.
+    Stopped,
+}
+
+/// What about a TLS handshake failed, for the hint that fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server answered in plain HTTP.
+    PlainHttp,
+    /// The certificate chains to no trusted CA.
+    Untrusted,
+    /// The certificate does not name this host.
+    WrongName,
+    Other,
+}
+
+impl Cause {
+    /// The class, and so the exit code, an error with this cause has.
+    pub fn class(self) -> Class {
+        match self {
+            Cause::Dns | Cause::Tls(_) | Cause::Refused | Cause::Timeout | Cause::Dropped => {
+                Class::Network
+            }
+            Cause::Status(401 | 403) => Class::Auth,
+            Cause::Status(_) => Class::Registry,
+            Cause::SourceCorrupt | Cause::SourceTruncated => Class::Input,
+            Cause::Stopped => Class::Interrupted,
+        }
+    }
+}
+
 /// An error with a message for the person at the terminal and, where we know one, the
 /// likely fix. Both render on one line.
 #[derive(Debug, Clone)]
 pub struct Error {
     pub class: Class,
+    /// Set where the failure came from a typed error; `class` is then `cause.class()`.
+    pub cause: Option<Cause>,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -48,8 +103,17 @@ impl Error {
     pub fn new(class: Class, message: impl Into<String>) -> Error {
         Error {
             class,
+            cause: None,
             message: message.into(),
             hint: None,
+        }
+    }
+
+    /// An error whose class follows from its cause.
+    pub fn caused(cause: Cause, message: impl Into<String>) -> Error {
+        Error {
+            cause: Some(cause),
+            ..Error::new(cause.class(), message)
         }
     }
 
@@ -74,7 +138,7 @@ impl Error {
     }
 
     pub fn interrupted(message: impl Into<String>) -> Error {
-        Error::new(Class::Interrupted, message)
+        Error::caused(Cause::Stopped, message)
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Error {
@@ -110,6 +174,46 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Carried inside the `io::Error` of a source (archive) that ended early, so a request
+/// whose body failed that way is reported as a damaged source, not as a network failure.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceEnded(pub &'static str);
+
+impl fmt::Display for SourceEnded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for SourceEnded {}
+
+impl SourceEnded {
+    pub fn io_error(what: &'static str) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, SourceEnded(what))
+    }
+}
+
+/// Finds an error of type `T` in `err` or what it wraps, stepping into `io::Error`s (whose
+/// `source` skips the error they carry).
+pub fn find<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// Describes an I/O error on a local path for the user.
 pub fn io_error(action: &str, path: &std::path::Path, err: std::io::Error) -> Error {
     let hint = match err.kind() {
@@ -118,7 +222,10 @@ pub fn io_error(action: &str, path: &std::path::Path, err: std::io::Error) -> Er
         std::io::ErrorKind::UnexpectedEof => Some("the file is truncated; copy it again"),
         _ => None,
     };
-    let error = Error::input(format!("cannot {action} {}: {err}", path.display()));
+    let mut error = Error::input(format!("cannot {action} {}: {err}", path.display()));
+    if err.kind() == std::io::ErrorKind::UnexpectedEof {
+        error.cause = Some(Cause::SourceTruncated);
+    }
     match hint {
         Some(hint) => error.hint(hint),
         None => error,
@@ -144,6 +251,20 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), classes.len());
         assert!(!codes.contains(&0) && !codes.contains(&1));
+    }
+
+    #[test]
+    fn the_class_follows_the_cause() {
+        assert_eq!(Error::caused(Cause::Dns, "x").exit_code(), 5);
+        assert_eq!(
+            Error::caused(Cause::Tls(TlsFailure::Untrusted), "x").exit_code(),
+            5
+        );
+        assert_eq!(Error::caused(Cause::Status(401), "x").exit_code(), 4);
+        assert_eq!(Error::caused(Cause::Status(500), "x").exit_code(), 6);
+        assert_eq!(Error::caused(Cause::SourceTruncated, "x").exit_code(), 3);
+        assert_eq!(Error::interrupted("x").cause, Some(Cause::Stopped));
+        assert_eq!(Error::interrupted("x").exit_code(), 130);
     }
 
     #[test]

@@ -165,10 +165,7 @@ impl GzipStream {
         let skipped = io::copy(&mut (&mut decoder.inner).take(gap), &mut io::sink())?;
         self.inflated.fetch_add(skipped, Ordering::Relaxed);
         if skipped != gap {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ended early",
-            ));
+            return Err(crate::error::SourceEnded::io_error("archive ended early"));
         }
         decoder.position = to;
         Ok(decoder)

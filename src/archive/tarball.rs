@@ -402,8 +402,7 @@ impl<R: Read> Read for ExactReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && self.remaining > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+            return Err(crate::error::SourceEnded::io_error(
                 "archive ended inside an entry",
             ));
         }

@@ -18,7 +18,12 @@ use crate::ui::progress::{Reporter, human_bytes};
     name = "clean",
     example = "docker-image-pusher clean registry.example.com/team/app:1.0",
     example = "docker-image-pusher clean",
-    note = "With images, removes them and every blob no other cached image uses. With none, removes every file the tool created there (files it did not create stay). Partial downloads of interrupted pulls go either way. Only a directory the tool made (oci-layout and the docker-image-pusher-cache marker) is cleaned; symlinks are never followed. Environment: DOCKER_PUSHER_CACHE_DIR."
+    note = "With images, removes them and every blob no other cached image uses. With none, removes every file the tool created there (files it did not create stay). Partial downloads of interrupted pulls go either way. Only a directory the tool made (oci-layout and the docker-image-pusher-cache marker) is cleaned; symlinks are never followed. Environment: DOCKER_PUSHER_CACHE_DIR.",
+    error_code(2, "usage: the command line is wrong"),
+    error_code(
+        3,
+        "input: the directory is not the tool's cache, or cannot be cleaned"
+    )
 )]
 pub struct CleanArgs {
     /// images to remove (reference, tag or digest); none means everything

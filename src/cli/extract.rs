@@ -22,10 +22,10 @@ use crate::ui::progress::{Reporter, human_bytes};
     example = "docker-image-pusher extract -f app.tar",
     example = "docker-image-pusher extract -f images.tar --source-tag app:1.0 --cache-dir /srv/cache",
     note = "Reads every format push reads: docker save (any version), OCI archives, either gzipped. Every image of the archive is extracted unless --source-tag picks one. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_VERBOSE.",
-    error_code(2, "usage error"),
+    error_code(2, "usage: the command line is wrong"),
     error_code(
         3,
-        "bad input: unreadable, malformed or corrupt archive, or an unwritable cache"
+        "input: the archive is unreadable, malformed or corrupt, or the cache unwritable"
     )
 )]
 pub struct ExtractArgs {

@@ -19,7 +19,9 @@ use crate::ui::progress::human_bytes;
     name = "list",
     example = "docker-image-pusher list",
     example = "docker-image-pusher list --json --cache-dir /mnt/usb/cache",
-    note = "Environment: DOCKER_PUSHER_CACHE_DIR."
+    note = "Environment: DOCKER_PUSHER_CACHE_DIR.",
+    error_code(2, "usage: the command line is wrong"),
+    error_code(3, "input: the cache is unreadable")
 )]
 pub struct ListArgs {
     /// the cache directory (default .cache, or DOCKER_PUSHER_CACHE_DIR)
@@ -60,22 +62,7 @@ pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
     } else {
         table(&listed)
     };
-    write_stdout(&text)
-}
-
-/// `list | head` closes the pipe early: the reader has what it wanted, so that is no error.
-fn write_stdout(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::error::Error::input(
-            format!("cannot write the list: {e}"),
-        )),
-        _ => Ok(()),
-    }
+    super::write_stdout(&text)
 }
 
 fn describe(cache: &Cache, entry: &Entry) -> Listed {

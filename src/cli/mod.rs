@@ -41,10 +41,10 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
         Ok(cli) => cli,
         Err(early) => {
             return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    0
-                }
+                Ok(()) => match write_stdout(&format!("{}\n", early.output)) {
+                    Ok(()) => 0,
+                    Err(error) => report(&error),
+                },
                 Err(()) => {
                     eprintln!("{}", early.output.trim_end());
                     2
@@ -54,13 +54,31 @@ pub fn main_with_args(program: &str, args: &[String]) -> i32 {
     };
     match run(cli, &settings::process_env) {
         Ok(()) => 0,
-        Err(error) => {
-            eprintln!(
-                "{}",
-                crate::text::sanitize::inert_lines(&format!("error: {error}"))
-            );
-            error.exit_code()
+        Err(error) => report(&error),
+    }
+}
+
+fn report(error: &Error) -> i32 {
+    eprintln!(
+        "{}",
+        crate::text::sanitize::inert_lines(&format!("error: {error}"))
+    );
+    error.exit_code()
+}
+
+/// Writes `text` to stdout. A reader that closed the pipe early (`list | head`) has what
+/// it wanted: that is no error and nothing is said about it.
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::input(format!("cannot write to stdout: {e}")))
         }
+        _ => Ok(()),
     }
 }
 
@@ -92,8 +110,10 @@ pub enum Command {
 fn run(cli: Cli, env: Env) -> Result<()> {
     let Some(command) = cli.command else {
         if cli.version {
-            println!("docker-image-pusher {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
+            return write_stdout(&format!(
+                "docker-image-pusher {}\n",
+                env!("CARGO_PKG_VERSION")
+            ));
         }
         return Err(Error::usage("no command given")
             .hint("run docker-image-pusher --help for the commands"));

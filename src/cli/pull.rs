@@ -20,11 +20,24 @@ use crate::registry::http::retry::Deadline;
     example = "docker-image-pusher pull -i registry.example.com/team/app:1.0",
     example = "docker-image-pusher pull -i busybox:latest --platform linux/arm64 --cache-dir /mnt/usb/cache",
     note = "Images are named in the cache by their full reference (docker.io/library/busybox:latest). An interrupted pull resumes where it stopped when run again. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD, DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_MIN_SPEED, DOCKER_PUSHER_MIN_SPEED_WINDOW, DOCKER_PUSHER_DEADLINE, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE.",
-    error_code(2, "usage error"),
-    error_code(3, "the cache is unwritable or damaged"),
-    error_code(4, "authentication or permission failure"),
-    error_code(5, "network failure (run again to resume)"),
-    error_code(6, "the registry refused the request or served corrupt content")
+    error_code(2, "usage: the command line is wrong"),
+    error_code(3, "input: the cache is unwritable or damaged, or too small"),
+    error_code(
+        4,
+        "authentication: credentials missing, rejected or lacking permission"
+    ),
+    error_code(
+        5,
+        "network: unreachable, DNS, TLS, timeout or a cut connection (run again to resume)"
+    ),
+    error_code(
+        6,
+        "registry: the registry refused the request or answered something unusable"
+    ),
+    error_code(
+        130,
+        "stopped: Ctrl-C, SIGTERM or --deadline (run the same command again to resume)"
+    )
 )]
 pub struct PullArgs {
     /// the image to pull: [http[s]://]registry/repository[:tag|@digest]

@@ -32,14 +32,23 @@ use crate::ui::progress::{Reporter, Verbosity};
     example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
     example = "docker-image-pusher push --source registry.example.com/team/app:1.0 --target registry.internal/team/app:1.0",
     note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_MIN_SPEED, DOCKER_PUSHER_MIN_SPEED_WINDOW, DOCKER_PUSHER_DEADLINE, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
-    error_code(2, "usage error"),
-    error_code(3, "bad input: unreadable, malformed or corrupt archive"),
-    error_code(4, "authentication or permission failure"),
-    error_code(5, "network failure"),
-    error_code(6, "the registry refused the request"),
+    error_code(2, "usage: the command line is wrong"),
+    error_code(3, "input: the archive or cache is unreadable, malformed or corrupt"),
+    error_code(
+        4,
+        "authentication: credentials missing, rejected or lacking permission"
+    ),
+    error_code(
+        5,
+        "network: unreachable, DNS, TLS, timeout or a cut connection (run again to resume)"
+    ),
+    error_code(
+        6,
+        "registry: the registry refused the request or answered something unusable"
+    ),
     error_code(
         130,
-        "interrupted (Ctrl-C or SIGTERM); run the same command again to resume"
+        "stopped: Ctrl-C, SIGTERM or --deadline (run the same command again to resume)"
     )
 )]
 pub struct PushArgs {

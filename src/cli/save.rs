@@ -20,7 +20,12 @@ use crate::ui::progress::{Reporter, human_bytes};
     subcommand,
     name = "save",
     example = "docker-image-pusher save registry.example.com/team/app:1.0 busybox:latest -o /mnt/usb/images.tar",
-    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS."
+    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS.",
+    error_code(2, "usage: the command line is wrong"),
+    error_code(
+        3,
+        "input: the cache is unreadable or damaged, or the archive unwritable"
+    )
 )]
 pub struct SaveArgs {
     /// images to save (reference, tag or digest)

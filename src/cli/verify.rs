@@ -19,7 +19,8 @@ use crate::ui::progress::{Reporter, human_bytes};
     example = "docker-image-pusher verify",
     example = "docker-image-pusher verify registry.example.com/team/app:1.0 --cache-dir /mnt/usb/cache",
     note = "Exits 0 when everything is intact, 3 when a blob is damaged or an image incomplete. Environment: DOCKER_PUSHER_CACHE_DIR.",
-    error_code(3, "damage found")
+    error_code(2, "usage: the command line is wrong"),
+    error_code(3, "input: damage found, or the cache is unreadable")
 )]
 pub struct VerifyArgs {
     /// images to check (reference, tag or digest); none means every blob in the cache

@@ -191,7 +191,8 @@ impl Reporter {
         self.print(&format!("warning: {line}"));
     }
 
-    /// The final result line on stdout (also shown with `--quiet`).
+    /// The final result line on stdout (also shown with `--quiet`). A closed stdout
+    /// (`| head`) is ignored: the work is done, and the reader has gone.
     pub fn result(&self, line: &str) {
         let _guard = self.screen();
         let mut stdout = std::io::stdout().lock();

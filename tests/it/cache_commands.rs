@@ -17,6 +17,37 @@ fn two_images(dir: &Path, cache: &Path) -> (TestImage, TestImage) {
 }
 
 #[test]
+fn cache_commands_whose_reader_closes_stdout_early_exit_zero_quietly() {
+    // `list --json | head -c1` and the like: a broken pipe is no error and no panic.
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    two_images(dir.path(), &cache);
+    let cache_arg = cache.to_str().unwrap();
+    let saved = dir.path().join("saved.tar");
+    for args in [
+        vec!["list", "--cache-dir", cache_arg],
+        vec!["list", "--json", "--cache-dir", cache_arg],
+        vec!["verify", "--json", "--cache-dir", cache_arg],
+        vec!["verify", "--cache-dir", cache_arg],
+        vec![
+            "save",
+            "--json",
+            "--cache-dir",
+            cache_arg,
+            "-o",
+            saved.to_str().unwrap(),
+            "example.com/team/a:1",
+        ],
+        vec!["clean", "--json", "--cache-dir", cache_arg],
+    ] {
+        let run = Pusher::bare(&args).run_with_stdout_closed();
+        assert_eq!(run.code, Some(0), "{args:?}\n{run}");
+        assert!(!run.panicked(), "{args:?}\n{run}");
+        assert!(run.stderr.trim().is_empty(), "{args:?}\n{run}");
+    }
+}
+
+#[test]
 fn list_shows_every_image_as_a_table_or_json() {
     let dir = workspace_tmp();
     let cache = dir.path().join("cache");

@@ -392,6 +392,25 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "registry answers an upload Location that is not a URL",
+            exit: REGISTRY,
+            untouched: Untouched::NothingStored,
+            says: "upload Location that is not a URL",
+            run: |w, d| {
+                w.proxy.add(
+                    Rule::new(
+                        Match::method("POST"),
+                        Fault::RewriteHeader {
+                            name: "Location".into(),
+                            value: "http://[::1/v2/hostile/app/blobs/uploads/u1".into(),
+                        },
+                    )
+                    .always(),
+                );
+                push_to_proxy(w, d, &w.good_archive, &repo(d))
+            },
+        },
+        Case {
             name: "registry answers the manifest PUT with another digest",
             exit: REGISTRY,
             untouched: Untouched::AnswerRefused,

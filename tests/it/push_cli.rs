@@ -212,6 +212,106 @@ fn json_summary_replaces_the_result_line() {
     assert_eq!(summary["blobs_uploaded"], 3);
 }
 
+#[test]
+fn a_reader_that_closes_stdout_early_is_no_error() {
+    // `... | head -1`: the reader has what it wanted; no panic, no message, exit 0.
+    let quiet = |run: &Run, what: &str| {
+        assert_eq!(run.code, Some(0), "{what}\n{run}");
+        assert!(!run.panicked(), "{what}\n{run}");
+        assert!(run.stderr.trim().is_empty(), "{what}\n{run}");
+    };
+    for args in [
+        vec!["--help"],
+        vec!["--version"],
+        vec!["push", "--help"],
+        vec!["pull", "--help"],
+        vec!["extract", "--help"],
+        vec!["list", "--help"],
+        vec!["clean", "--help"],
+        vec!["save", "--help"],
+        vec!["verify", "--help"],
+    ] {
+        quiet(
+            &pusher().args(&args).run_with_stdout_closed(),
+            &args.join(" "),
+        );
+    }
+
+    let f = fixture(9, &[3_000]);
+    let (registry, client) = plain();
+    let run = push_cmd(&f, &url(&registry, "closed/app:1"))
+        .arg("-q")
+        .run_with_stdout_closed();
+    quiet(&run, "push");
+    verify_target(&client, "closed/app", "1", &f.expected);
+    let run = push_cmd(&f, &url(&registry, "closed/json:1"))
+        .args(["-q", "--json"])
+        .run_with_stdout_closed();
+    quiet(&run, "push --json");
+    verify_target(&client, "closed/json", "1", &f.expected);
+}
+
+#[test]
+fn every_command_help_lists_the_exit_codes_it_can_return_with_one_meaning_each() {
+    use docker_image_pusher::error::Class;
+    // The word each code's line starts with, and the code the error type gives it.
+    let meaning = |class: Class| {
+        let word = match class {
+            Class::Usage => "usage",
+            Class::Input => "input",
+            Class::Auth => "authentication",
+            Class::Network => "network",
+            Class::Registry => "registry",
+            Class::Interrupted => "stopped",
+        };
+        (class.exit_code(), word)
+    };
+    let local = [Class::Usage, Class::Input];
+    let remote = [
+        Class::Usage,
+        Class::Input,
+        Class::Auth,
+        Class::Network,
+        Class::Registry,
+        Class::Interrupted,
+    ];
+    let commands: [(&str, &[Class]); 7] = [
+        ("push", &remote),
+        ("pull", &remote),
+        ("extract", &local),
+        ("list", &local),
+        ("clean", &local),
+        ("save", &local),
+        ("verify", &local),
+    ];
+    for (command, classes) in commands {
+        let run = pusher().args([command, "--help"]).run().success();
+        let listed: Vec<(i32, String)> = run
+            .stdout
+            .split("Error codes:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{command} --help lists no exit codes\n{run}"))
+            .lines()
+            .filter_map(|line| {
+                let (code, text) = line.trim().split_once(' ')?;
+                Some((code.parse().ok()?, text.to_string()))
+            })
+            .collect();
+        let expected: Vec<(i32, &str)> = classes.iter().map(|&c| meaning(c)).collect();
+        assert_eq!(
+            listed.iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+            expected.iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+            "{command} --help\n{run}"
+        );
+        for ((code, text), (_, word)) in listed.iter().zip(&expected) {
+            assert!(
+                text.starts_with(&format!("{word}: ")),
+                "{command} --help: {code} should mean {word}: {text}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- usage errors
 
 #[test]

@@ -4,7 +4,7 @@
 use std::io;
 
 use super::auth;
-use crate::error::Error;
+use crate::error::{self, Cause, Error, SourceEnded, TlsFailure};
 use crate::text::sanitize::{sanitize, sanitize_to};
 
 /// Extracts the first error's code and message from a distribution error body, made safe
@@ -33,99 +33,100 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     }
 }
 
+/// Whether trying again may help: a name that does not resolve or a certificate that is
+/// refused will fail the same way next time.
 pub(crate) fn is_transient(error: &Error) -> bool {
-    !error.message.contains("cannot resolve")
-        && !error.message.contains("certificate")
-        && !error.message.contains("TLS")
+    !matches!(error.cause, Some(Cause::Dns | Cause::Tls(_)))
 }
 
 /// A TLS handshake answered in plain HTTP fails with a record of the wrong content type;
 /// any other TLS failure (an untrusted certificate above all) is not a scheme mix-up.
 pub(crate) fn looks_like_plain_http(error: &Error) -> bool {
-    let text = error.message.to_ascii_lowercase();
-    text.contains("invalidcontenttype") || text.contains("corrupt message")
+    error.cause == Some(Cause::Tls(TlsFailure::PlainHttp))
 }
 
 /// Maps a failed exchange to a network error that names the host and a likely fix.
 pub fn network_error(err: ureq::Error, url: &str) -> Error {
     let host = auth::host_of(url).to_string();
-    if let ureq::Error::Io(io) = &err
-        && crate::interrupt::Stopped::is(io)
-    {
-        return Error::interrupted("stopped by a signal");
-    }
-    if let ureq::Error::Io(io) = &err
-        && let Some(mismatch) = crate::image::digest::find_mismatch(io)
-    {
-        return Error::input(format!("source blob is corrupt: {mismatch}"))
+    if let ureq::Error::Io(io) = &err {
+        if crate::interrupt::Stopped::is(io) {
+            return Error::interrupted("stopped by a signal");
+        }
+        if let Some(mismatch) = crate::image::digest::find_mismatch(io) {
+            return Error::caused(
+                Cause::SourceCorrupt,
+                format!("source blob is corrupt: {mismatch}"),
+            )
             .hint("the archive or cache is damaged; save or copy it again");
-    }
-    if let ureq::Error::Io(io) = &err
-        && io.kind() == io::ErrorKind::UnexpectedEof
-        && io.to_string().contains("archive")
-    {
-        return Error::input(format!("reading the source failed: {io}"))
+        }
+        if io.kind() == io::ErrorKind::UnexpectedEof && error::find::<SourceEnded>(io).is_some() {
+            return Error::caused(
+                Cause::SourceTruncated,
+                format!("reading the source failed: {io}"),
+            )
             .hint("the archive is truncated; copy it again");
+        }
+        if let Some(tls) = error::find::<rustls::Error>(io) {
+            return tls_error(&host, tls_failure(tls), &io.to_string());
+        }
     }
     match err {
-        ureq::Error::HostNotFound => Error::network(format!("cannot resolve host {host}"))
-            .hint("check the registry name and your DNS settings"),
-        ureq::Error::ConnectionFailed => Error::network(format!("cannot connect to {host}"))
-            .hint("check the address and port, and that the registry is running"),
-        ureq::Error::Timeout(which) => {
-            Error::network(format!("{host} did not answer in time ({which:?} timeout)"))
-                .hint("the link is slow or the registry is stuck; raise --timeout or try again")
-        }
-        ureq::Error::Rustls(tls) => tls_error(&host, &tls.to_string()),
-        ureq::Error::Tls(what) => tls_error(&host, what),
-        ureq::Error::Io(io) if is_lookup_failure(&io) => {
-            Error::network(format!("cannot resolve host {host}"))
+        ureq::Error::HostNotFound => {
+            Error::caused(Cause::Dns, format!("cannot resolve host {host}"))
                 .hint("check the registry name and your DNS settings")
         }
-        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
-            Error::network(format!("{host} refused the connection"))
+        ureq::Error::ConnectionFailed => {
+            Error::caused(Cause::Refused, format!("cannot connect to {host}"))
                 .hint("check the address and port, and that the registry is running")
         }
-        ureq::Error::Io(io)
-            if io.to_string().contains("certificate")
-                || io.to_string().contains("InvalidContentType") =>
-        {
-            tls_error(&host, &io.to_string())
+        ureq::Error::Timeout(which) => Error::caused(
+            Cause::Timeout,
+            format!("{host} did not answer in time ({which:?} timeout)"),
+        )
+        .hint("the link is slow or the registry is stuck; raise --timeout or try again"),
+        ureq::Error::Rustls(tls) => tls_error(&host, tls_failure(&tls), &tls.to_string()),
+        ureq::Error::Tls(what) => tls_error(&host, TlsFailure::Other, what),
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+            Error::caused(Cause::Refused, format!("{host} refused the connection"))
+                .hint("check the address and port, and that the registry is running")
         }
-        ureq::Error::Io(io) => Error::network(format!("connection to {host} failed: {io}"))
-            .hint("the link dropped; run the same command again to resume"),
+        ureq::Error::Io(io) => {
+            Error::caused(Cause::Dropped, format!("connection to {host} failed: {io}"))
+                .hint("the link dropped; run the same command again to resume")
+        }
         other => Error::network(format!("request to {host} failed: {other}")),
     }
 }
 
-/// Name resolution failures reach us as plain I/O errors with the resolver's text.
-pub(crate) fn is_lookup_failure(io: &io::Error) -> bool {
-    let text = io.to_string().to_ascii_lowercase();
-    text.contains("failed to lookup address")
-        || text.contains("name or service not known")
-        || text.contains("no address associated")
-        || text.contains("temporary failure in name resolution")
-}
-
-pub(crate) fn tls_error(host: &str, what: &str) -> Error {
-    let lower = what.to_ascii_lowercase();
-    let hint = if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        "the certificate does not name this host; use the name it was issued for"
-    } else if lower.contains("unknownissuer")
-        || lower.contains("unknown issuer")
-        || lower.contains("untrusted")
-    {
-        "the certificate is not trusted; pass the registry's CA with --ca-cert FILE (or --skip-tls to disable checks)"
-    } else if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
-        "the server does not speak TLS; use an http:// target or --insecure for a plain-HTTP registry"
-    } else {
-        "check the registry's certificate, or pass its CA with --ca-cert FILE"
-    };
-    Error::network(format!("TLS with {host} failed: {what}")).hint(hint)
-}
-
-impl From<ureq::http::Error> for Error {
-    fn from(err: ureq::http::Error) -> Error {
-        Error::usage(format!("invalid request: {err}"))
+/// What a TLS failure asks the user to fix, from rustls's own error type.
+pub(crate) fn tls_failure(error: &rustls::Error) -> TlsFailure {
+    use rustls::{CertificateError, InvalidMessage};
+    match error {
+        rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => TlsFailure::PlainHttp,
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => TlsFailure::WrongName,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => TlsFailure::Untrusted,
+        _ => TlsFailure::Other,
     }
+}
+
+pub(crate) fn tls_error(host: &str, failure: TlsFailure, what: &str) -> Error {
+    let hint = match failure {
+        TlsFailure::WrongName => {
+            "the certificate does not name this host; use the name it was issued for"
+        }
+        TlsFailure::Untrusted => {
+            "the certificate is not trusted; pass the registry's CA with --ca-cert FILE (or --skip-tls to disable checks)"
+        }
+        TlsFailure::PlainHttp => {
+            "the server does not speak TLS; use an http:// target or --insecure for a plain-HTTP registry"
+        }
+        TlsFailure::Other => "check the registry's certificate, or pass its CA with --ca-cert FILE",
+    };
+    Error::caused(
+        Cause::Tls(failure),
+        format!("TLS with {host} failed: {what}"),
+    )
+    .hint(hint)
 }

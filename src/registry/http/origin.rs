@@ -134,6 +134,27 @@ pub fn check_downgrade(
     ))
 }
 
+/// A URL the registry pointed us to that the HTTP client cannot send to is the registry's
+/// fault (or its proxy's): a registry error naming what it sent, never a usage error.
+pub fn check_parsable(base: &Origin, url: &str, pointer: Pointer) -> Result<()> {
+    let parsed = url.parse::<ureq::http::Uri>();
+    if Origin::of(url).is_some() && parsed.is_ok_and(|uri| uri.host().is_some()) {
+        return Ok(());
+    }
+    let what = match pointer {
+        Pointer::Redirect => "redirected to a Location",
+        Pointer::UploadLocation => "answered an upload Location",
+        Pointer::TokenRealm => "named a token service",
+        Pointer::Request => "was to be reached at an address",
+    };
+    Err(Error::registry(format!(
+        "{} {what} that is not a URL: {}",
+        authority(base),
+        crate::text::sanitize::sanitize(&redact_url(url))
+    ))
+    .hint("the registry or the proxy in front of it is misconfigured; tell its operator"))
+}
+
 /// The message that goes with a downgrade the user allowed.
 pub fn downgrade_warning(base: &Origin, url: &str) -> String {
     format!(

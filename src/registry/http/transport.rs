@@ -20,7 +20,7 @@ pub use super::retry::RetryPolicy;
 use super::tls::build_agent;
 use super::url::redirect_target;
 pub use super::url::resolve_url;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image::reference::Scheme;
 
 /// A sink for the per-request log (`--verbose`). Messages never contain credentials.
@@ -153,7 +153,7 @@ impl Transport {
         {
             (self.warn)(&origin::downgrade_warning(&self.origin, url));
         }
-        Ok(())
+        origin::check_parsable(&self.origin, url, pointer)
     }
 
     fn ping(&self, scheme: Scheme) -> Result<()> {
@@ -431,7 +431,8 @@ impl Transport {
             None => format!("HTTP {status}"),
         };
         let what = format!("{action} failed on {}", self.host);
-        match status {
+        let digest_invalid = status == 400 && code.as_deref() == Some("DIGEST_INVALID");
+        let mut error = match status {
             401 => {
                 let basic = self.auth.challenge() == Some(Challenge::Basic);
                 match (self.auth.username(), refusal(self.auth.has_credentials(), basic)) {
@@ -459,12 +460,20 @@ impl Transport {
             .hint("check the repository name; some registries need the repository created first"),
             429 => Error::registry(format!("{what}: rate limited ({detail})"))
                 .hint("wait and try again"),
-            400 if code.as_deref() == Some("DIGEST_INVALID") => Error::input(format!(
+            400 if digest_invalid => Error::input(format!(
                 "{what}: the content does not match its digest ({detail})"
             ))
             .hint("the archive or cache is damaged; save or copy it again"),
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
-        }
+        };
+        let cause = if digest_invalid {
+            Cause::SourceCorrupt
+        } else {
+            Cause::Status(status)
+        };
+        debug_assert_eq!(error.class, cause.class());
+        error.cause = Some(cause);
+        error
     }
 }
 

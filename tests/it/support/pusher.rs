@@ -217,6 +217,21 @@ impl Pusher {
         Run::wait(child)
     }
 
+    /// Runs with a stdout whose reader is already gone, as in `... | head -c1` once head
+    /// has its byte: every write to stdout fails with a broken pipe. stdout is not captured.
+    pub fn run_with_stdout_closed(&self) -> Run {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-image-pusher");
+        Run::wait(child)
+    }
+
     /// Starts the product without waiting, for tests that signal it or run several at once.
     pub fn spawn(&self) -> Child {
         self.command()

@@ -1,5 +1,5 @@
 use super::*;
-use crate::registry::http::errors::tls_error;
+use crate::registry::http::errors::{tls_error, tls_failure};
 use crate::registry::http::tls::is_loopback_host;
 
 #[test]
@@ -33,9 +33,11 @@ fn a_401_is_explained_by_what_was_sent() {
 
 #[test]
 fn only_a_plain_http_answer_counts_as_no_tls() {
-    let plain = tls_error("h:1", "received corrupt message of type InvalidContentType");
+    let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+    let plain = tls_error("h:1", tls_failure(&plain), &plain.to_string());
     assert!(looks_like_plain_http(&plain));
-    let untrusted = tls_error("h:1", "invalid peer certificate: UnknownIssuer");
+    let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+    let untrusted = tls_error("h:1", tls_failure(&untrusted), &untrusted.to_string());
     assert!(!looks_like_plain_http(&untrusted));
 }
 
