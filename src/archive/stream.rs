@@ -262,18 +262,7 @@ impl Drop for Reader {
 mod tests {
     use std::io::{Read, Write};
 
-    fn noise(seed: u64, size: usize) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (0..size)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 33) as u8
-            })
-            .collect()
-    }
-
+    use crate::image::test_doubles::noise;
     #[test]
     fn a_small_piece_is_read_ahead_so_a_held_reader_does_not_stop_the_next() {
         let plain = noise(7, 64_000);

@@ -42,3 +42,16 @@ impl BlobSource for OneLayer {
         )))
     }
 }
+
+/// Deterministic bytes that do not compress: what a layer of random data looks like to gzip.
+pub fn noise(seed: u64, size: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..size)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}

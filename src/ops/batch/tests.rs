@@ -8,20 +8,9 @@ use crate::archive::Archive;
 use crate::image::BlobSource;
 use crate::image::digest::Digest;
 use crate::image::media::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
+use crate::image::test_doubles::noise;
 use crate::ops::batch::{self, Concurrency};
 use crate::ui::progress::{Reporter, Verbosity};
-
-fn noise(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..size)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
 
 /// An OCI archive of one image with `count` layers, gzipped whole. The manifest lists
 /// the layers in the reverse of their archive order and the later ones are larger, so
