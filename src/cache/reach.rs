@@ -100,18 +100,7 @@ fn image_platform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::test_doubles::MemoryStore;
-
-    fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: None,
-            urls: None,
-        }
-    }
+    use crate::image::test_doubles::{MemoryStore, descriptor};
 
     fn image(store: &mut MemoryStore, arch: &str, layer: &[u8]) -> Descriptor {
         let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes();

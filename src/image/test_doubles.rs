@@ -55,3 +55,15 @@ pub fn noise(seed: u64, size: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The descriptor of `bytes` as a blob of `media_type`.
+pub fn descriptor(media_type: &str, bytes: &[u8]) -> crate::image::Descriptor {
+    crate::image::Descriptor {
+        media_type: media_type.to_string(),
+        digest: Digest::of(bytes),
+        size: bytes.len() as u64,
+        platform: None,
+        annotations: None,
+        urls: None,
+    }
+}

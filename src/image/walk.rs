@@ -126,18 +126,8 @@ pub fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::test_doubles::descriptor;
     use crate::image::{Index, media};
-
-    fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: None,
-            urls: None,
-        }
-    }
 
     /// A store of indexes: each maps to its children.
     #[derive(Default)]
