@@ -209,14 +209,7 @@ fn same_file(_file: &File, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn blob(bytes: &[u8]) -> Blob {
-        Blob {
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            media_type: String::new(),
-        }
-    }
+    use crate::image::test_doubles::blob;
 
     fn begin(dir: &Path, blob: &Blob) -> Box<PartialBlob> {
         match PartialBlob::begin(dir, blob, &|| false, &|| {}).unwrap() {

@@ -67,3 +67,12 @@ pub fn descriptor(media_type: &str, bytes: &[u8]) -> crate::image::Descriptor {
         urls: None,
     }
 }
+
+/// The blob `bytes` would be.
+pub fn blob(bytes: &[u8]) -> Blob {
+    Blob {
+        digest: Digest::of(bytes),
+        size: bytes.len() as u64,
+        media_type: String::new(),
+    }
+}

@@ -37,16 +37,8 @@ pub fn check_blob(source: &dyn BlobSource, blob: &Blob) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::digest::Digest;
     use crate::image::test_doubles::OneLayer;
-
-    fn blob(bytes: &[u8]) -> Blob {
-        Blob {
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            media_type: String::new(),
-        }
-    }
+    use crate::image::test_doubles::blob;
 
     #[test]
     fn a_blob_that_does_not_hash_to_its_digest_is_corrupt() {
