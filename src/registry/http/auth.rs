@@ -405,15 +405,20 @@ mod tests {
         assert_eq!(life("null"), DEFAULT_TOKEN_LIFETIME);
     }
 
-    #[test]
-    fn an_absurd_lifetime_yields_a_usable_token() {
-        let auth = Authenticator::new(None);
-        auth.set_challenge(Some(Challenge::Bearer {
+    /// A Bearer challenge whose realm is never reached: the tests' fetch answers for it.
+    fn bearer_challenge() -> Challenge {
+        Challenge::Bearer {
             realm: "https://a/t".into(),
             service: None,
             scope: None,
             error: None,
-        }));
+        }
+    }
+
+    #[test]
+    fn an_absurd_lifetime_yields_a_usable_token() {
+        let auth = Authenticator::new(None);
+        auth.set_challenge(Some(bearer_challenge()));
         let calls = std::cell::Cell::new(0);
         let fetch = |_: TokenRequest| {
             calls.set(calls.get() + 1);
@@ -443,12 +448,7 @@ mod tests {
         assert!(!auth.may_store("https://alice@r/v2/a/blobs/uploads/u"));
         assert!(!auth.may_store("https://r/v2/a/blobs/uploads/u?access_token=x"));
 
-        auth.set_challenge(Some(Challenge::Bearer {
-            realm: "https://a/t".into(),
-            service: None,
-            scope: None,
-            error: None,
-        }));
+        auth.set_challenge(Some(bearer_challenge()));
         let with_token = "https://r/v2/a/blobs/uploads/u?_state=eyJ0b2tlbiJ9.sig";
         assert!(auth.may_store(with_token), "before the token is held");
         let fetch = |_: TokenRequest| Ok(br#"{"token":"eyJ0b2tlbiJ9.sig"}"#.to_vec());
@@ -475,12 +475,7 @@ mod tests {
     #[test]
     fn tokens_are_reused_until_refused() {
         let auth = Authenticator::new(None);
-        auth.set_challenge(Some(Challenge::Bearer {
-            realm: "https://a/t".into(),
-            service: None,
-            scope: None,
-            error: None,
-        }));
+        auth.set_challenge(Some(bearer_challenge()));
         let calls = std::cell::Cell::new(0);
         let fetch = |_: TokenRequest| {
             calls.set(calls.get() + 1);
