@@ -55,6 +55,8 @@ pub enum Cause {
     SourceCorrupt,
     /// The source (archive or cache) ended early.
     SourceTruncated,
+    /// A manifest in the source lists a different number of layers than its config.
+    LayerCountMismatch,
     /// A stop request (Ctrl-C, SIGTERM, a deadline) ended the work at a safe point.
     Stopped,
 }
@@ -80,7 +82,9 @@ impl Cause {
             }
             Cause::Status(401 | 403) => Class::Auth,
             Cause::Status(_) => Class::Registry,
-            Cause::SourceCorrupt | Cause::SourceTruncated => Class::Input,
+            Cause::SourceCorrupt | Cause::SourceTruncated | Cause::LayerCountMismatch => {
+                Class::Input
+            }
             Cause::Stopped => Class::Interrupted,
         }
     }

@@ -63,6 +63,11 @@ impl<R> HeaderGuard<R> {
         err.get_ref()?.downcast_ref::<ExtensionTooLarge>()
     }
 
+    /// Whether the stream is in the middle of a header or of an entry's data.
+    fn inside_an_entry(&self) -> bool {
+        !self.header.is_empty() || self.next_header.is_some_and(|next| self.position < next)
+    }
+
     fn step_aside(&mut self) {
         self.next_header = None;
         self.pax = None;
@@ -212,6 +217,11 @@ fn pax_size(mut data: &[u8]) -> Option<u64> {
 impl<R: Read> Read for HeaderGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.inside_an_entry() {
+            // The tar reader reports a short entry as an untyped "unexpected EOF"; the
+            // guard knows where the entry ends, so the truncation keeps its kind.
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         self.observe(&buf[..n])?;
         self.position += n as u64;
         Ok(n)
@@ -308,9 +318,34 @@ mod tests {
             guard.read_to_end(&mut Vec::new())
         };
         let pax_header = header("pax", b'x', pax.len() as u64);
-        read(&[&pax_header, &pax_block, &entry, &lookalike]).unwrap();
+        // Not refused: the lookalike is data, and the stream ends inside that data.
+        let err = read(&[&pax_header, &pax_block, &entry, &lookalike]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         let err = read(&[&entry, &lookalike]).unwrap_err();
         assert!(HeaderGuard::<io::Empty>::refusal(&err).is_some(), "{err}");
+    }
+
+    #[test]
+    fn an_archive_cut_inside_an_entry_reads_as_unexpected_eof() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5000);
+        h.set_mode(0o644);
+        builder
+            .append_data(&mut h, "layer", &[7u8; 5000][..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        for cut in [100, 512 + 4000] {
+            let err = read_all(tar[..cut].to_vec()).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::UnexpectedEof,
+                "cut at {cut}: {err}"
+            );
+        }
+        // Ending at an entry boundary without the two zero blocks is how some tools end.
+        let whole_entry = 512 + 5000usize.next_multiple_of(512);
+        assert_eq!(read_all(tar[..whole_entry].to_vec()).unwrap(), ["layer"]);
     }
 
     #[test]

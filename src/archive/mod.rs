@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image::digest::Digest;
 use crate::image::layout::{self, BlobStore};
 use crate::image::reference::Reference;
@@ -156,7 +156,10 @@ impl Archive {
         let candidate = self.candidates[index].clone();
         match &candidate.origin {
             Origin::Layout(descriptor) => match layout::resolve(self, descriptor) {
-                Err(e) if self.format == Format::DockerOci && e.message.contains("diff_ids") => {
+                Err(e)
+                    if self.format == Format::DockerOci
+                        && e.cause == Some(Cause::LayerCountMismatch) =>
+                {
                     // Docker 25.0.0 wrote OCI manifests without their layers; its
                     // manifest.json is still right, so build the image from that.
                     let mut artifact = self.legacy_for(&candidate)?;

@@ -194,8 +194,7 @@ impl Tarball {
             ))
             .hint("image tools never write such headers; get the archive from its source again");
         }
-        if err.kind() == io::ErrorKind::UnexpectedEof || err.to_string().contains("unexpected EOF")
-        {
+        if err.kind() == io::ErrorKind::UnexpectedEof {
             return self.truncated();
         }
         // The tar reader quotes header fields it could not parse; for a file that is not a

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image::digest::Digest;
 use crate::image::walk::{self, Graph, Parsed};
 use crate::image::{
@@ -233,11 +233,14 @@ fn resolve_image(
         let config = image::parse_config(&read_verified(store, &manifest.config)?)?;
         let diff_ids = config.diff_ids().len();
         if config.rootfs.is_some() && diff_ids != manifest.layers.len() {
-            return Err(Error::input(format!(
-                "manifest {} lists {} layers but its config has {diff_ids} diff_ids",
-                raw.digest,
-                manifest.layers.len()
-            )));
+            return Err(Error::caused(
+                Cause::LayerCountMismatch,
+                format!(
+                    "manifest {} lists {} layers but its config has {diff_ids} diff_ids",
+                    raw.digest,
+                    manifest.layers.len()
+                ),
+            ));
         }
         raw.platform = Some(config.platform());
     }

@@ -167,6 +167,25 @@ fn docker25_save_keeps_the_stored_oci_manifest_digest() {
 }
 
 #[test]
+fn docker25_0_0_save_without_manifest_layers_is_pushed_from_manifest_json() {
+    let s = setup();
+    let img = image(3, &[20_000, 7_000], false);
+    let archive = s.path("d2500.tar");
+    write_docker25_0_0(&archive, &[(img.clone(), vec!["old:1".into()])]).unwrap();
+
+    let run = push(&s.registry, &archive, "d2500/old:1", &[]).success();
+    assert!(
+        run.stderr.contains("built one from manifest.json"),
+        "says which manifest it used\n{run}"
+    );
+    let (_, digest, _) = run.pushed();
+    for layer in &img.layers {
+        assert!(s.client.blob_exists("d2500/old", &layer.diff_id), "{run}");
+    }
+    s.skopeo("d2500/old:1", &digest, false);
+}
+
+#[test]
 fn oci_archive_single_image_keeps_its_digest_and_gzip_layer_types() {
     let s = setup();
     let img = image(3, &[20_000, 700], true);
