@@ -289,6 +289,18 @@ pub struct RawManifest {
 }
 
 impl RawManifest {
+    /// The descriptor naming this manifest, for walking from it.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            platform: None,
+            annotations: None,
+            urls: None,
+        }
+    }
+
     pub fn new(media_type: impl Into<String>, bytes: Vec<u8>) -> RawManifest {
         RawManifest {
             media_type: media_type.into(),

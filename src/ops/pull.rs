@@ -98,14 +98,7 @@ pub fn pull(
     for manifest in &manifests {
         cache.write_small_blob(&manifest.bytes)?;
     }
-    let descriptor = Descriptor {
-        media_type: root.media_type.clone(),
-        digest: root.digest.clone(),
-        size: root.bytes.len() as u64,
-        platform: None,
-        annotations: None,
-        urls: None,
-    };
+    let descriptor = root.descriptor();
     let reach = crate::cache::reach::reach(cache, &descriptor)?;
     if !reach.is_complete() {
         return Err(Error::registry(format!(
@@ -247,14 +240,7 @@ fn fetch_child(repository: &Repository, descriptor: &Descriptor) -> Result<RawMa
 /// Every manifest an index reaches, each fetched once (see `image::walk`), children
 /// before the index naming them and `top` last.
 fn fetch_graph(repository: &Repository, top: RawManifest) -> Result<Vec<RawManifest>> {
-    let root = Descriptor {
-        media_type: top.media_type.clone(),
-        digest: top.digest.clone(),
-        size: top.bytes.len() as u64,
-        platform: None,
-        annotations: None,
-        urls: None,
-    };
+    let root = top.descriptor();
     let mut top = Some(top);
     let graph = walk::walk(&root, Error::registry, &mut |descriptor| {
         let manifest = match top.take() {
