@@ -234,9 +234,9 @@ fn resolve_image(
         let diff_ids = config.diff_ids().len();
         if config.rootfs.is_some() && diff_ids != manifest.layers.len() {
             return Err(Error::input(format!(
-                "manifest {} lists {} layers but its config has {diff_ids} diff_ids",
+                "manifest {} lists {} but its config has {diff_ids} diff_ids",
                 raw.digest,
-                manifest.layers.len()
+                crate::text::plural::count(manifest.layers.len() as u64, "layer")
             )));
         }
         raw.platform = Some(config.platform());

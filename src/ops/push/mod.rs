@@ -344,8 +344,8 @@ fn interrupted_or(error: Error, report: &PushReport) -> Error {
     }
     let done = report.blobs_existing + report.blobs_mounted + report.blobs_uploaded;
     Error::interrupted(format!(
-        "interrupted with {done} of {} blobs pushed; open uploads are saved",
-        report.blobs
+        "interrupted with {done} of {} pushed; open uploads are saved",
+        crate::text::plural::count(report.blobs as u64, "blob")
     ))
     .hint("run the same command again to resume where it stopped")
 }
@@ -420,6 +420,7 @@ fn upload_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        cancel: &|| options.upload.stop.request(),
         position: &|index| source.stream_position(&artifact.blobs[index]),
         claim: &|index| source.announce(&artifact.blobs[index]),
     };
@@ -657,9 +658,9 @@ fn dry_run(
         }
     }
     reporter.info(&format!(
-        "dry run: {} to upload in {} blobs, {} already present; push permission confirmed; nothing was uploaded",
+        "dry run: {} to upload in {}, {} already present; push permission confirmed; nothing was uploaded",
         human_bytes(report.bytes_sent),
-        report.blobs_uploaded,
+        crate::text::plural::count(report.blobs_uploaded as u64, "blob"),
         human_bytes(report.bytes_skipped)
     ));
     report.duration_seconds = reporter.elapsed().as_secs_f64();
