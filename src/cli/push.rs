@@ -207,6 +207,7 @@ pub const DEFAULT_LARGE_LAYER_THRESHOLD: u64 = 1 << 30;
 pub const DEFAULT_FIXED_CONCURRENCY: usize = 1;
 
 pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
+    source_setting(&args)?;
     let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
     let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
     let concurrency =
