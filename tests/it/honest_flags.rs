@@ -88,6 +88,19 @@ fn force_upload_sends_every_blob_where_a_mount_would_have_sent_nothing() {
     for digest in image_digests(&image).iter().skip(1) {
         assert!(client.blob_exists("third/app", digest), "{digest}");
     }
+
+    // A dry run says what the real run would do: with the flag, every blob would go up.
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--json", "--dry-run"];
+        args.extend_from_slice(extra);
+        Pusher::push(dir.path(), &file, &target("first/app"), &args)
+            .run()
+            .success()
+    };
+    assert_eq!(dry(&[]).report_u64("blobs_existing"), 3);
+    let forced_dry = dry(&["--force-upload"]);
+    assert_eq!(forced_dry.report_u64("blobs_uploaded"), 3, "{forced_dry}");
+    assert_eq!(forced_dry.report_u64("blobs_existing"), 0, "{forced_dry}");
 }
 
 #[test]

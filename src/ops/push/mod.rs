@@ -21,7 +21,7 @@ use crate::image::{Artifact, Blob, BlobSource, RawManifest, media};
 use crate::ops::batch::{self, Concurrency, ConcurrencyReport};
 use crate::pool::monitor::{Analytics, Bottleneck};
 use crate::pool::scheduler::SizeClass;
-use crate::registry::{Initiated, Repository};
+use crate::registry::Repository;
 use crate::text::units::{human_duration, human_rate};
 use crate::transfer::compressed_upload::{Done, LayerCompression};
 use crate::transfer::upload::{Outcome, UploadOptions, Uploader};
@@ -212,7 +212,8 @@ pub fn push(
                 plan.recipe.map_or("none", |r| r.algorithm.name())
             ));
         }
-        return dry_run(artifact, source, repository, report, reporter);
+        let force = options.upload.force;
+        return check::dry_run(artifact, source, repository, force, report, reporter);
     }
     let job = Job {
         artifact,
@@ -624,47 +625,6 @@ fn commit_manifests(
         .unwrap_or_else(|| target.tag_or_latest().to_string());
     repository.commit_manifest(&reference, &root[0])?;
     Ok(())
-}
-
-/// Blobs the registry lacks are read and hashed as a push would (a dry run may take as
-/// long as reading them); blobs it has are not sent, so not read either.
-fn dry_run(
-    artifact: &Artifact,
-    source: &dyn BlobSource,
-    repository: &Repository,
-    mut report: PushReport,
-    reporter: &Reporter,
-) -> Result<PushReport> {
-    // Opening (and at once abandoning) an upload session is the one reliable way to learn
-    // whether these credentials may push, without writing anything.
-    match repository.initiate_upload(None)? {
-        Initiated::Session(session) => repository.cancel_upload(&session),
-        Initiated::Mounted => {}
-    }
-    for blob in &artifact.blobs {
-        if repository.check_existing_blob(&blob.digest, blob.size)? {
-            report.blobs_existing += 1;
-            report.bytes_skipped += blob.size;
-            reporter.info(&format!("{}: already exists", blob.digest.short()));
-        } else {
-            crate::ops::push::check::check_blob(source, blob)?;
-            report.blobs_uploaded += 1;
-            report.bytes_sent += blob.size;
-            reporter.info(&format!(
-                "{}: would upload {}",
-                blob.digest.short(),
-                human_bytes(blob.size)
-            ));
-        }
-    }
-    reporter.info(&format!(
-        "dry run: {} to upload in {}, {} already present; push permission confirmed; nothing was uploaded",
-        human_bytes(report.bytes_sent),
-        crate::text::plural::count(report.blobs_uploaded as u64, "blob"),
-        human_bytes(report.bytes_skipped)
-    ));
-    report.duration_seconds = reporter.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// The `--verbose` resume report: what earlier runs and failures cost or saved.
