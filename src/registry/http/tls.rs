@@ -9,10 +9,16 @@ use super::transport::TransportOptions;
 use crate::error::{Cause, Error, Result, TlsFailure};
 
 /// Whether `host` answers a TLS handshake. Any answer over TLS, or a certificate to object
-/// to, shows it does; a plain-HTTP answer or a failed connection shows nothing.
+/// to, shows it does; a plain-HTTP answer or a failed connection shows nothing. One try,
+/// bounded in time: it only decides which hint an error gets.
 pub(crate) fn speaks_tls(agent: &ureq::Agent, host: &str) -> bool {
     let url = format!("https://{host}/v2/");
-    match agent.get(&url).call() {
+    let probe = agent
+        .get(&url)
+        .config()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build();
+    match probe.call() {
         Ok(_) => true,
         Err(e) => matches!(
             super::errors::network_error(e, &url).cause,

@@ -163,7 +163,7 @@ impl Transport {
                 Error::network(format!("{} does not speak TLS ({})", self.host, e.message))
                     .hint("if it is a plain-HTTP registry, use an http:// target, or --insecure with no scheme in the target")
             } else {
-                self.tls_only(scheme, &e.message).unwrap_or(e)
+                self.tls_only_after(scheme, e)
             }
         })?;
         match response.status {
@@ -219,6 +219,16 @@ impl Transport {
     fn tls_only(&self, scheme: Scheme, what: &str) -> Option<Error> {
         (scheme == Scheme::Http && super::tls::speaks_tls(&self.agent, &self.host))
             .then(|| super::errors::tls_only_error(&self.host, what))
+    }
+
+    /// [`Transport::tls_only`] for a ping that got no answer: only a connection that was
+    /// made and then broke or answered garbage may have been a TLS server; a name that
+    /// does not resolve, a refused connection or a silent host is not worth a probe.
+    fn tls_only_after(&self, scheme: Scheme, error: Error) -> Error {
+        match error.cause {
+            Some(Cause::Dns | Cause::Refused | Cause::Timeout | Cause::Stopped) => error,
+            _ => self.tls_only(scheme, &error.message).unwrap_or(error),
+        }
     }
 
     /// Sends a request with authentication, redirects and retries applied. Any HTTP status
