@@ -82,10 +82,12 @@ pub fn run_verify(args: VerifyArgs, env: Env) -> Result<()> {
     }
     let mut problems = Vec::new();
     if !report.damaged.is_empty() {
-        problems.push(format!("{} damaged blobs", report.damaged.len()));
+        let damaged = report.damaged.len() as u64;
+        problems.push(count(damaged, "damaged blob"));
     }
     if !report.incomplete.is_empty() {
-        problems.push(format!("{} problems with images", report.incomplete.len()));
+        let incomplete = report.incomplete.len() as u64;
+        problems.push(format!("{} with images", count(incomplete, "problem")));
     }
     let hint = if report.removed > 0 {
         "the damaged blobs were removed; pull or extract the affected images again"

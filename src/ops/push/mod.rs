@@ -207,8 +207,8 @@ pub fn push(
     if options.dry_run {
         if plan.is_active() {
             reporter.info(&format!(
-                "{} uncompressed layers would be compressed with {} on the way",
-                plan.layers.len(),
+                "{} would be compressed with {} on the way",
+                crate::text::plural::count(plan.layers.len() as u64, "uncompressed layer"),
                 plan.recipe.map_or("none", |r| r.algorithm.name())
             ));
         }

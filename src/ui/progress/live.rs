@@ -244,10 +244,10 @@ pub fn render_summary(view: &View) -> String {
     };
     if let Some(c) = &status.compression {
         engine.push_str(&format!(
-            "; compressing {} to {:.0}% ({} threads {:.0}% busy), bottleneck {}",
+            "; compressing {} to {:.0}% ({} {:.0}% busy), bottleneck {}",
             human_rate(c.speed),
             c.ratio * 100.0,
-            c.threads,
+            count(c.threads as u64, "thread"),
             c.busy * 100.0,
             c.bottleneck.name()
         ));
