@@ -318,6 +318,11 @@ fn a_short_name_finds_a_cached_image_whatever_registry_it_came_from() {
         assert_eq!(served, manifest_digest);
         assert!(client.blob_exists(&format!("mirror/pg{n}"), &image.layers[0].digest));
     }
+    // `clean` finds it by the same short name.
+    let cache = cache.to_str().unwrap();
+    run_ok(&["clean", "postgres:13", "--cache-dir", cache]);
+    let listed = json(&run_ok(&["list", "--json", "--cache-dir", cache]).stdout);
+    assert_eq!(listed, serde_json::json!([]));
 }
 
 #[test]
