@@ -10,8 +10,8 @@ use crate::fixtures::*;
 use crate::support::cache::{image_digests, json, run, run_ok, upload_image};
 use crate::support::verify::image;
 use crate::support::{
-    Auth, FaultProxy, Mode, Pusher, RegistryClient, RegistryOptions, TestRegistry, TokenOptions,
-    workspace_tmp,
+    Auth, Fault, FaultProxy, Match, Mode, Pusher, RegistryClient, RegistryOptions, Rule,
+    TestRegistry, TokenOptions, workspace_tmp,
 };
 
 /// A Docker 25+ archive of one uncompressed image with layers of `sizes`, named `app:1`.
@@ -423,6 +423,54 @@ fn a_registry_wanting_a_token_stops_at_the_first_401_with_one_error_line() {
     );
     let run = push_without_credentials(&registry);
     assert_one_auth_error_line(&run);
+}
+
+#[test]
+fn a_refused_blob_cancels_the_upload_still_running() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
+    let dir = workspace_tmp();
+    let big = 24 << 20;
+    let (file, image) = archive(dir.path(), 14, &[big, 2_000]);
+    let big_digest = image.layers[0].digest.clone();
+    // Every blob but the big one is refused as if credentials were missing: the big one,
+    // first in the queue, is then uploading in 1 MiB chunks.
+    let spared = big_digest.clone();
+    proxy.add(
+        Rule::new(
+            Match::method("HEAD").when(move |head| !head.path.contains(&spared)),
+            Fault::respond_error(401, "UNAUTHORIZED", "authentication required"),
+        )
+        .always(),
+    );
+    let target = format!("http://{}/cancel/app:1", proxy.host());
+    let run = Pusher::push(
+        dir.path(),
+        &file,
+        &target,
+        &[
+            "--max-concurrent",
+            "2",
+            "--chunk-size",
+            "1M",
+            "--large-layer-threshold",
+            "1M",
+        ],
+    )
+    .run()
+    .failure(4);
+    assert_eq!(run.error_lines().len(), 1, "{run}");
+    assert!(!run.stderr.contains("failed: "), "{run}");
+    assert!(
+        proxy.blob_bytes_received() < big as u64,
+        "the big upload stopped early: {} of {big} bytes\n{run}",
+        proxy.blob_bytes_received()
+    );
+    assert!(
+        !RegistryClient::new(&registry).blob_exists("cancel/app", &big_digest),
+        "{}",
+        proxy.describe()
+    );
 }
 
 #[test]
