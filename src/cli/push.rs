@@ -355,8 +355,10 @@ fn push_resolved(
 fn source_setting(args: &PushArgs) -> Result<&str> {
     match (&args.source, &args.file) {
         (Some(source), None) | (None, Some(source)) => Ok(source),
-        (Some(_), Some(_)) => Err(Error::usage("--source is given twice (as --source and -f)")
-            .hint("give the archive or cached image once")),
+        (Some(_), Some(_)) => Err(Error::usage(
+            "the source is given twice (as -s/--source and as -f/--file)",
+        )
+        .hint("give the archive or cached image once")),
         (None, None) => Err(Error::usage("no --source given")
             .hint("name an archive or a cached image with -s/--source")),
     }
