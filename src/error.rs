@@ -66,6 +66,8 @@ pub enum Cause {
 pub enum TlsFailure {
     /// The server answered in plain HTTP.
     PlainHttp,
+    /// The other way round: a plain-HTTP request reached a server that speaks TLS.
+    TlsOnly,
     /// The certificate chains to no trusted CA.
     Untrusted,
     /// The certificate does not name this host.
@@ -164,10 +166,12 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One line, always: newlines from remote error bodies would break log parsers.
+        // A detail that turned out empty must not leave "...failed:" dangling.
         let message = one_line(&self.message);
+        let message = message.trim_end_matches([':', ' ']);
         match &self.hint {
             Some(hint) => write!(f, "{message} ({})", one_line(hint)),
-            None => f.write_str(&message),
+            None => f.write_str(message),
         }
     }
 }
@@ -239,6 +243,16 @@ pub fn io_error(action: &str, path: &std::path::Path, err: std::io::Error) -> Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_whose_detail_is_empty_never_ends_in_a_colon() {
+        let empty_body = Error::registry(format!("GET /v2/ failed: {}", ""));
+        assert_eq!(empty_body.to_string(), "GET /v2/ failed");
+        let with_hint = Error::network("")
+            .context("pinging r.example")
+            .hint("try again");
+        assert_eq!(with_hint.to_string(), "pinging r.example (try again)");
+    }
 
     #[test]
     fn every_class_has_a_distinct_exit_code() {

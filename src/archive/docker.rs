@@ -48,8 +48,8 @@ pub fn build_artifact(
     let diff_ids = config.diff_ids();
     if diff_ids.len() != image.layers.len() {
         return Err(Error::input(format!(
-            "manifest.json lists {} layers for {} but the config has {} diff_ids",
-            image.layers.len(),
+            "manifest.json lists {} for {} but the config has {} diff_ids",
+            crate::text::plural::count(image.layers.len() as u64, "layer"),
             image.config,
             diff_ids.len()
         )));

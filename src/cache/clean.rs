@@ -56,13 +56,12 @@ pub fn clean(
 
     let mut doomed: BTreeSet<usize> = BTreeSet::new();
     for query in queries {
-        let found = index.find(query);
+        let mut found = index.find(query);
         if found.is_empty() {
-            return Err(Error::input(format!(
-                "no image \"{query}\" in the cache {}",
-                cache.root().display()
-            ))
-            .hint("`docker-image-pusher list` shows what is cached"));
+            // A short name must name one image (its names on every registry go with it);
+            // otherwise this is the error that lists the candidates or the nearest names.
+            index.find_one(query, cache.root())?;
+            found = super::lookup::by_short_name(&index, query);
         }
         doomed.extend(found);
     }

@@ -168,18 +168,39 @@ impl CacheIndex {
     }
 
     /// Exactly one image (a digest shared by several names counts as one), or an error
-    /// that lists what the cache has.
+    /// that lists the candidates, or the cached names nearest to `query`. A short name
+    /// (`postgres:13`) that names no image exactly finds one from any registry
+    /// ([`super::lookup`]).
     pub fn find_one(&self, query: &str, cache: &std::path::Path) -> Result<usize> {
-        let found = self.find(query);
+        let mut found = self.find(query);
+        if found.is_empty() {
+            found = super::lookup::by_short_name(self, query);
+        }
         let distinct: std::collections::BTreeSet<&Digest> =
             found.iter().map(|&i| &self.manifests[i].digest).collect();
         match (found.first(), distinct.len()) {
             (Some(&first), 1) => Ok(first),
-            (None, _) => Err(Error::input(format!(
-                "no image \"{query}\" in the cache {}",
-                cache.display()
-            ))
-            .hint("pull or extract it first; `docker-image-pusher list` shows what is cached")),
+            (None, _) => {
+                let near: Vec<String> = super::lookup::closest(self, query)
+                    .iter()
+                    .map(|name| sanitize(name))
+                    .collect();
+                let hint = match near.as_slice() {
+                    [] => {
+                        "pull or extract it first; `docker-image-pusher list` shows what is cached"
+                            .to_string()
+                    }
+                    near => format!(
+                        "the nearest cached: {}; `docker-image-pusher list` shows them all",
+                        near.join(", ")
+                    ),
+                };
+                Err(Error::input(format!(
+                    "no image \"{query}\" in the cache {}",
+                    cache.display()
+                ))
+                .hint(hint))
+            }
             _ => {
                 let names: Vec<String> = found
                     .iter()

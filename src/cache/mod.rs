@@ -23,6 +23,7 @@
 pub(crate) mod clean;
 pub(crate) mod files;
 pub(crate) mod index;
+pub(crate) mod lookup;
 pub(crate) mod partial;
 pub(crate) mod reach;
 pub mod space;

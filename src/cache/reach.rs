@@ -20,6 +20,9 @@ pub struct Reach {
     pub platforms: Vec<Platform>,
     /// Layers of every image manifest (attestations excluded).
     pub layers: usize,
+    /// Every blob once, in the order the walk met it: each manifest, then its config and
+    /// layers (`list --verbose` shows them so).
+    pub in_order: Vec<Descriptor>,
 }
 
 impl Reach {
@@ -30,6 +33,16 @@ impl Reach {
     pub fn is_complete(&self) -> bool {
         self.missing.is_empty()
     }
+
+    fn add(&mut self, descriptor: &Descriptor) {
+        let new = self
+            .blobs
+            .insert(descriptor.digest.clone(), descriptor.size)
+            .is_none();
+        if new {
+            self.in_order.push(descriptor.clone());
+        }
+    }
 }
 
 /// Walks the image `descriptor` names (each manifest once, however often it is named).
@@ -39,9 +52,7 @@ pub fn reach(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Reach> {
     let graph = layout::walk_store(store, descriptor)?;
     let mut reach = Reach::default();
     for node in &graph.nodes {
-        reach
-            .blobs
-            .insert(node.descriptor.digest.clone(), node.descriptor.size);
+        reach.add(&node.descriptor);
         let Some(parsed) = &node.content else {
             reach.missing.push(node.descriptor.digest.clone());
             continue;
@@ -52,12 +63,10 @@ pub fn reach(store: &dyn BlobStore, descriptor: &Descriptor) -> Result<Reach> {
         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
             let foreign = blob.urls.as_ref().is_some_and(|u| !u.is_empty());
             match store.blob_size(&blob.digest) {
-                Some(_) => {
-                    reach.blobs.insert(blob.digest.clone(), blob.size);
-                }
+                Some(_) => reach.add(blob),
                 None if foreign => {}
                 None => {
-                    reach.blobs.insert(blob.digest.clone(), blob.size);
+                    reach.add(blob);
                     reach.missing.push(blob.digest.clone());
                 }
             }

@@ -9,12 +9,14 @@ use super::verbosity;
 use crate::cache::Cache;
 use crate::cache::clean;
 use crate::error::Result;
+use crate::text::plural::count;
 use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Remove images from the local cache, or everything (alias: c).
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "clean",
     example = "docker-image-pusher clean registry.example.com/team/app:1.0",
     example = "docker-image-pusher clean",
@@ -67,20 +69,20 @@ pub fn run_clean(args: CleanArgs, env: Env) -> Result<()> {
     }
     if report.foreign_kept > 0 {
         reporter.info(&format!(
-            "left {} entries docker-image-pusher did not create in {}",
-            report.foreign_kept,
+            "left {} docker-image-pusher did not create in {}",
+            count(report.foreign_kept as u64, "entry"),
             cache.root().display()
         ));
     }
     let leftovers = match report.leftovers_removed {
         0 => String::new(),
-        n => format!(" and {n} leftover partial files"),
+        n => format!(" and {}", count(n as u64, "leftover partial file")),
     };
     reporter.result(&format!(
-        "{}: {} images, {} blobs{leftovers}, {} {}",
+        "{}: {}, {}{leftovers}, {} {}",
         cache.root().display(),
-        report.images.len(),
-        report.blobs_removed,
+        count(report.images.len() as u64, "image"),
+        count(report.blobs_removed as u64, "blob"),
         human_bytes(report.bytes_freed),
         if report.dry_run {
             "would be freed"

@@ -12,12 +12,14 @@ use crate::archive::Archive;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::ops::extract::{self, ExtractOptions};
+use crate::text::plural::count;
 use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Copy the images of an archive into the local cache, verifying every blob (alias: e).
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "extract",
     example = "docker-image-pusher extract -f app.tar",
     example = "docker-image-pusher extract -f images.tar --source-tag app:1.0 --cache-dir /srv/cache",
@@ -95,8 +97,8 @@ pub fn run_extract(args: ExtractArgs, env: Env) -> Result<()> {
         return Ok(());
     }
     reporter.info(&format!(
-        "copied {} blobs ({}), {} already cached",
-        report.blobs_copied,
+        "copied {} ({}), {} already cached",
+        count(report.blobs_copied as u64, "blob"),
         human_bytes(report.bytes_copied),
         report.blobs_present
     ));

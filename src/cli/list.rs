@@ -9,6 +9,7 @@ use crate::cache::reach::reach;
 use crate::cache::{Cache, Entry};
 use crate::error::Result;
 use crate::image::{Platform, media};
+use crate::text::plural::count;
 use crate::text::sanitize::sanitize;
 use crate::ui::progress::human_bytes;
 
@@ -16,9 +17,11 @@ use crate::ui::progress::human_bytes;
 /// Show the images in the local cache (aliases: l, ls).
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "list",
     example = "docker-image-pusher list",
     example = "docker-image-pusher list --json --cache-dir /mnt/usb/cache",
+    example = "docker-image-pusher list --verbose",
     note = "Environment: DOCKER_PUSHER_CACHE_DIR.",
     error_code(2, "usage: the command line is wrong"),
     error_code(3, "input: the cache is unreadable")
@@ -31,6 +34,10 @@ pub struct ListArgs {
     /// print a JSON array instead of the table
     #[argh(switch)]
     pub json: bool,
+
+    /// also show each image's platforms and every blob it uses (digest, size, media type)
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -46,6 +53,20 @@ pub struct Listed {
     pub added: Option<String>,
     /// Empty when the image is whole; otherwise what is wrong with it.
     pub problem: Option<String>,
+    /// With `--verbose`: every blob the image uses, manifests first, each before what it
+    /// names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<Vec<ListedBlob>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    /// The cache lacks it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
 }
 
 pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
@@ -54,18 +75,20 @@ pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
     let listed: Vec<Listed> = index
         .manifests
         .iter()
-        .map(|e| describe(&cache, e))
+        .map(|e| describe(&cache, e, args.verbose))
         .collect();
     let text = if args.json {
         let json = serde_json::to_string_pretty(&listed).unwrap_or_default();
         format!("{}\n", crate::text::sanitize::inert_json(&json))
+    } else if args.verbose {
+        details(&listed)
     } else {
         table(&listed)
     };
     super::write_stdout(&text)
 }
 
-fn describe(cache: &Cache, entry: &Entry) -> Listed {
+fn describe(cache: &Cache, entry: &Entry, verbose: bool) -> Listed {
     let mut listed = Listed {
         reference: entry.name().map(str::to_string),
         digest: entry.digest.to_string(),
@@ -75,14 +98,26 @@ fn describe(cache: &Cache, entry: &Entry) -> Listed {
         size: 0,
         added: entry.added().map(str::to_string),
         problem: None,
+        blobs: None,
     };
     match reach(cache, &entry.descriptor()) {
         Ok(reached) => {
+            listed.blobs = verbose.then(|| {
+                (reached.in_order.iter())
+                    .map(|d| ListedBlob {
+                        digest: d.digest.to_string(),
+                        size: d.size,
+                        media_type: d.media_type.clone(),
+                        missing: reached.missing.contains(&d.digest),
+                    })
+                    .collect()
+            });
             listed.platforms = reached.platforms.iter().map(Platform::to_string).collect();
             listed.layers = reached.layers;
             listed.size = reached.size();
             if !reached.is_complete() {
-                listed.problem = Some(format!("lacks {} blobs", reached.missing.len()));
+                let missing = reached.missing.len() as u64;
+                listed.problem = Some(format!("lacks {}", count(missing, "blob")));
             }
         }
         Err(e) => listed.problem = Some(e.message),
@@ -145,6 +180,35 @@ pub fn table(listed: &[Listed]) -> String {
     out
 }
 
+/// `list --verbose`: the table, then each image with its platforms and blobs.
+pub fn details(listed: &[Listed]) -> String {
+    let mut out = table(listed);
+    for item in listed {
+        let name = item.reference.as_deref().unwrap_or("<none>");
+        out.push_str(&format!("\n{}  {}\n", sanitize(name), item.digest));
+        let platforms = match item.platforms.as_slice() {
+            [] => "none".to_string(),
+            platforms => platforms.join(", "),
+        };
+        out.push_str(&format!("  platforms: {}\n", sanitize(&platforms)));
+        if let Some(problem) = &item.problem {
+            out.push_str(&format!("  problem: {}\n", sanitize(problem)));
+        }
+        let blobs = item.blobs.as_deref().unwrap_or_default();
+        out.push_str(&format!("  {}:\n", count(blobs.len() as u64, "blob")));
+        for blob in blobs {
+            out.push_str(&format!(
+                "    {}  {:>10}  {}{}\n",
+                blob.digest,
+                human_bytes(blob.size),
+                sanitize(&blob.media_type),
+                if blob.missing { "  (missing)" } else { "" }
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +224,7 @@ mod tests {
             size: 1_500_000,
             added: Some("2024-03-15T10:20:30Z".to_string()),
             problem: None,
+            blobs: None,
         };
         let text = table(&[
             item(Some("docker.io/library/busybox:latest"), &["linux/amd64"]),
@@ -189,6 +254,7 @@ mod tests {
             size: 10,
             added: Some("2024-03-15T10:20:30Z\u{9b}31m".to_string()),
             problem: None,
+            blobs: None,
         };
         let text = table(&[item]);
         assert!(

@@ -86,6 +86,7 @@ pub(crate) fn write_stdout(text: &str) -> Result<()> {
 /// Move container images between docker save / OCI archives, a local cache and registries.
 ///
 /// The older form `docker-image-pusher -r URL -f FILE [flags]` still means `push`.
+#[argh(help_triggers("-h", "--help", "help"))]
 pub struct Cli {
     /// print the version and exit
     #[argh(switch, short = 'V')]

@@ -16,6 +16,7 @@ use crate::registry::http::retry::Deadline;
 /// Download an image from a registry into the local cache (alias: p).
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "pull",
     example = "docker-image-pusher pull -i registry.example.com/team/app:1.0",
     example = "docker-image-pusher pull -i busybox:latest --platform linux/arm64 --cache-dir /mnt/usb/cache",

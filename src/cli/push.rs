@@ -14,7 +14,7 @@ use crate::archive::Archive;
 use crate::cache::Cache;
 use crate::cache::files::{Lock, LockMode};
 use crate::cache::state::StateDir;
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::image::reference::Reference;
 use crate::image::{Artifact, BlobSource};
 use crate::interrupt;
@@ -27,9 +27,10 @@ use crate::ui::progress::{Reporter, Verbosity};
 /// Push an image archive or a cached image to a registry (alias: ps).
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "push",
     example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
-    example = "docker-image-pusher push -f app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
+    example = "docker-image-pusher push -s app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
     example = "docker-image-pusher push --source registry.example.com/team/app:1.0 --target registry.internal/team/app:1.0",
     note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_MIN_SPEED, DOCKER_PUSHER_MIN_SPEED_WINDOW, DOCKER_PUSHER_DEADLINE, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
     error_code(2, "usage: the command line is wrong"),
@@ -52,9 +53,13 @@ use crate::ui::progress::{Reporter, Verbosity};
     )
 )]
 pub struct PushArgs {
-    /// what to push: an archive (docker save output, an OCI archive, or either gzipped), or a cached image (name:tag or digest) when no such file exists
-    #[argh(option, short = 'f')]
-    pub source: String,
+    /// what to push: an archive (docker save output, an OCI archive, or either gzipped), or a cached image (name:tag or digest; a short name like postgres:13 finds it whatever registry it came from) when no such file exists; -f and --file mean the same
+    #[argh(option, short = 's')]
+    pub source: Option<String>,
+
+    /// the older spelling of --source, kept out of the help
+    #[argh(option, short = 'f', hidden_help)]
+    pub file: Option<String>,
 
     /// where to push: [http[s]://]registry/repository[:tag]
     #[argh(option, short = 'r')]
@@ -161,7 +166,7 @@ pub struct PushArgs {
     #[argh(switch)]
     pub skip_existing: bool,
 
-    /// upload blobs even when the registry already has them
+    /// send every blob's bytes, even those the registry has or could mount from another of its repositories
     #[argh(switch)]
     pub force_upload: bool,
 
@@ -202,6 +207,7 @@ pub const DEFAULT_LARGE_LAYER_THRESHOLD: u64 = 1 << 30;
 pub const DEFAULT_FIXED_CONCURRENCY: usize = 1;
 
 pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
+    source_setting(&args)?;
     let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
     let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
     let concurrency =
@@ -243,6 +249,12 @@ fn push_resolved(
     target: &Reference,
     connection: &Connection,
 ) -> Result<()> {
+    if args.force_upload && !args.mount_from.is_empty() {
+        return Err(
+            Error::usage("--force-upload and --mount-from contradict each other")
+                .hint("a mount sends no bytes: drop one of them"),
+        );
+    }
     let options = PushOptions {
         upload: UploadOptions {
             large_layer_threshold: settings::in_range(
@@ -281,7 +293,8 @@ fn push_resolved(
         compress_threads: settings::compress_threads_setting(args.compress_threads, env)?,
     };
 
-    let path = Path::new(&args.source);
+    let source = source_setting(args)?;
+    let path = Path::new(source);
     let cache_dir = settings::cache_dir_setting(args.cache_dir.as_deref(), env);
     let cache = Cache::new(&cache_dir);
     let state = StateDir::for_cache(&cache_dir);
@@ -303,14 +316,14 @@ fn push_resolved(
     let source = if path.exists() {
         Source::archive(path, args.source_tag.as_deref(), target_tag)?
     } else {
-        Source::cached(&cache, &args.source, reporter)?
+        Source::cached(&cache, source, reporter)?
     };
     let artifact = &source.artifact;
     reporter.info(&format!(
-        "pushing {} ({}, {} blobs, {}) to {target}",
+        "pushing {} ({}, {}, {}) to {target}",
         source.label,
         source.kind,
-        artifact.blobs.len(),
+        crate::text::plural::count(artifact.blobs.len() as u64, "blob"),
         crate::ui::progress::human_bytes(artifact.total_blob_bytes())
     ));
     for note in &artifact.notes {
@@ -336,6 +349,19 @@ fn push_resolved(
         reporter.result(&push::result_line(target, &report));
     }
     Ok(())
+}
+
+/// `--source`, given once under any of its spellings (`-s`, `-f`, `--file`).
+fn source_setting(args: &PushArgs) -> Result<&str> {
+    match (&args.source, &args.file) {
+        (Some(source), None) | (None, Some(source)) => Ok(source),
+        (Some(_), Some(_)) => Err(Error::usage(
+            "the source is given twice (as -s/--source and as -f/--file)",
+        )
+        .hint("give the archive or cached image once")),
+        (None, None) => Err(Error::usage("no --source given")
+            .hint("name an archive or a cached image with -s/--source")),
+    }
 }
 
 /// What push reads: an archive file, or an image in the cache (held under the shared cache
@@ -366,17 +392,23 @@ impl Source {
             reporter.info("waiting for another process cleaning the cache")
         })?;
         let index = cache.read_index()?;
-        let found = index.find_one(name, cache.root()).map_err(|e| {
-            if index.find(name).is_empty() {
-                Error::input(format!(
+        // Not found at all: say that both a file and a cached image were looked for,
+        // keeping the nearest cached names the lookup found.
+        let found = index
+            .find_one(name, cache.root())
+            .map_err(|e| match e.class {
+                Class::Input => Error::input(format!(
                     "{name} is neither a file nor an image in the cache {}",
                     cache.root().display()
                 ))
-                .hint("check the --source path, or pull or extract the image into the cache first")
-            } else {
-                e
-            }
-        })?;
+                .hint(format!(
+                    "check the --source path; {}",
+                    e.hint
+                        .as_deref()
+                        .unwrap_or("pull or extract the image into the cache first")
+                )),
+                _ => e,
+            })?;
         let entry = &index.manifests[found];
         let artifact = cache.artifact(entry)?;
         Ok(Source {

@@ -12,12 +12,14 @@ use crate::cache::Cache;
 use crate::compress::{Algorithm, Mode, Recipe};
 use crate::error::Result;
 use crate::ops::save::{self, SaveCompressionOptions};
+use crate::text::plural::count;
 use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Write cached images to one archive that docker load, skopeo and extract read.
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "save",
     example = "docker-image-pusher save registry.example.com/team/app:1.0 busybox:latest -o /mnt/usb/images.tar",
     note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS.",
@@ -94,18 +96,18 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
     }
     if let Some(c) = &report.compression {
         reporter.info(&format!(
-            "compressed {} layers with {}: {} -> {}",
-            c.layers_compressed,
+            "compressed {} with {}: {} -> {}",
+            count(c.layers_compressed as u64, "layer"),
             c.algorithm,
             human_bytes(c.bytes_uncompressed),
             human_bytes(c.bytes_compressed)
         ));
     }
     reporter.result(&format!(
-        "{}: {} images, {} blobs, {}",
+        "{}: {}, {}, {}",
         report.output,
-        report.images.len(),
-        report.blobs,
+        count(report.images.len() as u64, "image"),
+        count(report.blobs as u64, "blob"),
         human_bytes(report.bytes)
     ));
     Ok(())

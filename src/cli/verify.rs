@@ -9,12 +9,14 @@ use super::verbosity;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::ops::verify;
+use crate::text::plural::count;
 use crate::ui::progress::{Reporter, human_bytes};
 
 #[derive(FromArgs, Debug, Default)]
 /// Re-hash the cache's blobs and report any damage.
 #[argh(
     subcommand,
+    help_triggers("-h", "--help", "help"),
     name = "verify",
     example = "docker-image-pusher verify",
     example = "docker-image-pusher verify registry.example.com/team/app:1.0 --cache-dir /mnt/usb/cache",
@@ -69,9 +71,9 @@ pub fn run_verify(args: VerifyArgs, env: Env) -> Result<()> {
         reporter.result(&serde_json::to_string(&report).unwrap_or_default());
     } else if report.is_clean() {
         reporter.result(&format!(
-            "{}: {} blobs ({}) intact",
+            "{}: {} ({}) intact",
             cache.root().display(),
-            report.blobs_checked,
+            count(report.blobs_checked as u64, "blob"),
             human_bytes(report.bytes_checked)
         ));
     }
@@ -80,10 +82,12 @@ pub fn run_verify(args: VerifyArgs, env: Env) -> Result<()> {
     }
     let mut problems = Vec::new();
     if !report.damaged.is_empty() {
-        problems.push(format!("{} damaged blobs", report.damaged.len()));
+        let damaged = report.damaged.len() as u64;
+        problems.push(count(damaged, "damaged blob"));
     }
     if !report.incomplete.is_empty() {
-        problems.push(format!("{} problems with images", report.incomplete.len()));
+        let incomplete = report.incomplete.len() as u64;
+        problems.push(format!("{} with images", count(incomplete, "problem")));
     }
     let hint = if report.removed > 0 {
         "the damaged blobs were removed; pull or extract the affected images again"

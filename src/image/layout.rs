@@ -236,9 +236,9 @@ fn resolve_image(
             return Err(Error::caused(
                 Cause::LayerCountMismatch,
                 format!(
-                    "manifest {} lists {} layers but its config has {diff_ids} diff_ids",
+                    "manifest {} lists {} but its config has {diff_ids} diff_ids",
                     raw.digest,
-                    manifest.layers.len()
+                    crate::text::plural::count(manifest.layers.len() as u64, "layer")
                 ),
             ));
         }

@@ -73,12 +73,15 @@ pub struct Outcome<R> {
 }
 
 /// The work for one blob: its index in `blobs` and the progress sink for its bytes. The
-/// result comes back with a line for the display (`describe`); `fatal` results stop
-/// queued transfers from starting.
+/// result comes back with a line for the display (`describe`); a `fatal` result stops
+/// queued transfers from starting and `cancel`s the running ones (they would all fail the
+/// same way). A fatal failure gets no line of its own: the command's error line tells it.
 pub struct Work<'a, R> {
     pub run: &'a (dyn Fn(usize, Arc<dyn Progress>) -> R + Sync),
     pub describe: &'a (dyn Fn(usize, &R, Duration) -> String + Sync),
     pub fatal: &'a (dyn Fn(&R) -> bool + Sync),
+    /// Asks the running transfers to stop at their next safe point.
+    pub cancel: &'a (dyn Fn() + Sync),
     /// Where a blob starts in a source read front to back (a whole-gzipped archive), see
     /// [`crate::image::BlobSource::stream_position`]; such blobs go in stream order.
     pub position: &'a (dyn Fn(usize) -> Option<u64> + Sync),
@@ -124,7 +127,13 @@ pub fn run<R: Send>(
         let started = Instant::now();
         let result = (work.run)(index, reporter.layer_progress(index));
         let took = started.elapsed();
-        reporter.layer_finished(index, &(work.describe)(index, &result, took));
+        let line = if (work.fatal)(&result) {
+            (work.cancel)();
+            String::new()
+        } else {
+            (work.describe)(index, &result, took)
+        };
+        reporter.layer_finished(index, &line);
         Finished {
             index,
             result,

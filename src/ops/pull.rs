@@ -20,6 +20,7 @@ use crate::image::{self, Blob, Descriptor, ManifestKind, Platform, RawManifest};
 use crate::ops::batch::{self, Concurrency, ConcurrencyReport};
 use crate::registry::Repository;
 use crate::registry::http::transport::RetryPolicy;
+use crate::text::plural::count;
 use crate::text::sanitize::sanitize;
 use crate::transfer::download::{Downloader, Outcome};
 use crate::transfer::upload::Progress;
@@ -87,8 +88,8 @@ pub fn pull(
         ..PullReport::default()
     };
     reporter.info(&format!(
-        "pulling {name} ({} blobs, {})",
-        blobs.len(),
+        "pulling {name} ({}, {})",
+        count(blobs.len() as u64, "blob"),
         human_bytes(report.bytes_total)
     ));
 
@@ -321,6 +322,9 @@ fn download_blobs(
             }
         }
     }
+    if let Some(line) = cached_line(report.blobs_cached, blobs.len()) {
+        reporter.info(&line);
+    }
     space::check_room(cache, space::bytes_to_write(cache, &missing))?;
     let run = |index: usize, progress: Arc<dyn Progress>| {
         let downloader = Downloader {
@@ -348,6 +352,7 @@ fn download_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        cancel: &|| options.retry.stop.request(),
         position: &|_| None,
         claim: &|_| None,
     };
@@ -380,6 +385,20 @@ fn download_blobs(
     match first_error {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// What the cache already held, when it held anything: a pull that has nothing to fetch
+/// says so rather than leaving the user to wonder why nothing moved.
+fn cached_line(cached: usize, total: usize) -> Option<String> {
+    match (cached, total) {
+        (0, _) => None,
+        (1, 1) => Some("its one blob is already in the cache".to_string()),
+        (c, t) if c == t => Some(format!("all {t} blobs already in the cache")),
+        (c, t) => Some(format!(
+            "{c} of {} already in the cache",
+            count(t as u64, "blob")
+        )),
     }
 }
 

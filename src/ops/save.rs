@@ -80,9 +80,9 @@ pub fn save(
     let index = cache.read_index()?;
     let mut chosen: Vec<Chosen> = Vec::new();
     for query in queries {
-        let found = index.find(query);
+        let mut found = index.find(query);
         if found.is_empty() {
-            index.find_one(query, cache.root())?;
+            found.push(index.find_one(query, cache.root())?);
         }
         for position in found {
             let entry = &index.manifests[position];

@@ -78,10 +78,10 @@ pub fn verify(
     } else {
         let mut positions = Vec::new();
         for query in queries {
-            if index.find(query).is_empty() {
-                index.find_one(query, cache.root())?;
+            match index.find(query) {
+                found if found.is_empty() => positions.push(index.find_one(query, cache.root())?),
+                found => positions.extend(found),
             }
-            positions.extend(index.find(query));
         }
         positions.sort();
         positions.dedup();

@@ -33,7 +33,7 @@ pub struct UploadOptions {
     /// Blobs larger than this go up in chunks; smaller ones in one request.
     pub large_layer_threshold: u64,
     pub chunk_size: u64,
-    /// Upload even when the registry already has the blob.
+    /// Send every blob's bytes: no existence check, no mount.
     pub force: bool,
     /// Repositories on the same registry to try mounting from before uploading.
     pub mount_from: Vec<String>,
@@ -163,6 +163,10 @@ impl Uploader<'_> {
     /// recorded by earlier pushes and pulls); otherwise opens an ordinary session. A
     /// refused mount usually opens a session by itself, which is then used.
     fn mount_or_open(&self, blob: &Blob) -> Result<Opened> {
+        // A mount sends no bytes, which is what `--force-upload` is there to prevent.
+        if self.options.force {
+            return initiate(self.repository).map(Opened::Session);
+        }
         let mut candidates: Vec<String> = Vec::new();
         let known = self
             .state

@@ -252,7 +252,9 @@ impl Reporter {
             layer.phase = Phase::Done;
             layer.position.store(layer.size, Ordering::Relaxed);
         }
-        self.info(event);
+        if !event.is_empty() {
+            self.info(event);
+        }
     }
 
     /// Called by the monitor every tick: redraws the live block, or prints a summary line

@@ -16,6 +16,7 @@ mod fault_tolerance;
 mod fixtures_selftest;
 mod fuzz_regressions;
 mod harness_selftest;
+mod honest_flags;
 mod hostile_input;
 mod no_downgrade;
 mod push_auth;

@@ -98,6 +98,7 @@ fn a_gzipped_archive_is_inflated_once_however_many_workers_read_its_layers() {
         run: &run,
         describe: &|_, _, _| String::new(),
         fatal: &|_| false,
+        cancel: &|| {},
         position: &|index| source.stream_position(&artifact.blobs[index]),
         claim: &|index| source.announce(&artifact.blobs[index]),
     };

@@ -21,7 +21,7 @@ use crate::image::{Artifact, Blob, BlobSource, RawManifest, media};
 use crate::ops::batch::{self, Concurrency, ConcurrencyReport};
 use crate::pool::monitor::{Analytics, Bottleneck};
 use crate::pool::scheduler::SizeClass;
-use crate::registry::{Initiated, Repository};
+use crate::registry::Repository;
 use crate::text::units::{human_duration, human_rate};
 use crate::transfer::compressed_upload::{Done, LayerCompression};
 use crate::transfer::upload::{Outcome, UploadOptions, Uploader};
@@ -207,12 +207,13 @@ pub fn push(
     if options.dry_run {
         if plan.is_active() {
             reporter.info(&format!(
-                "{} uncompressed layers would be compressed with {} on the way",
-                plan.layers.len(),
+                "{} would be compressed with {} on the way",
+                crate::text::plural::count(plan.layers.len() as u64, "uncompressed layer"),
                 plan.recipe.map_or("none", |r| r.algorithm.name())
             ));
         }
-        return dry_run(artifact, source, repository, report, reporter);
+        let force = options.upload.force;
+        return check::dry_run(artifact, source, repository, force, report, reporter);
     }
     let job = Job {
         artifact,
@@ -344,8 +345,8 @@ fn interrupted_or(error: Error, report: &PushReport) -> Error {
     }
     let done = report.blobs_existing + report.blobs_mounted + report.blobs_uploaded;
     Error::interrupted(format!(
-        "interrupted with {done} of {} blobs pushed; open uploads are saved",
-        report.blobs
+        "interrupted with {done} of {} pushed; open uploads are saved",
+        crate::text::plural::count(report.blobs as u64, "blob")
     ))
     .hint("run the same command again to resume where it stopped")
 }
@@ -420,6 +421,7 @@ fn upload_blobs(
         run: &run,
         describe: &describe_result,
         fatal: &fatal,
+        cancel: &|| options.upload.stop.request(),
         position: &|index| source.stream_position(&artifact.blobs[index]),
         claim: &|index| source.announce(&artifact.blobs[index]),
     };
@@ -623,47 +625,6 @@ fn commit_manifests(
         .unwrap_or_else(|| target.tag_or_latest().to_string());
     repository.commit_manifest(&reference, &root[0])?;
     Ok(())
-}
-
-/// Blobs the registry lacks are read and hashed as a push would (a dry run may take as
-/// long as reading them); blobs it has are not sent, so not read either.
-fn dry_run(
-    artifact: &Artifact,
-    source: &dyn BlobSource,
-    repository: &Repository,
-    mut report: PushReport,
-    reporter: &Reporter,
-) -> Result<PushReport> {
-    // Opening (and at once abandoning) an upload session is the one reliable way to learn
-    // whether these credentials may push, without writing anything.
-    match repository.initiate_upload(None)? {
-        Initiated::Session(session) => repository.cancel_upload(&session),
-        Initiated::Mounted => {}
-    }
-    for blob in &artifact.blobs {
-        if repository.check_existing_blob(&blob.digest, blob.size)? {
-            report.blobs_existing += 1;
-            report.bytes_skipped += blob.size;
-            reporter.info(&format!("{}: already exists", blob.digest.short()));
-        } else {
-            crate::ops::push::check::check_blob(source, blob)?;
-            report.blobs_uploaded += 1;
-            report.bytes_sent += blob.size;
-            reporter.info(&format!(
-                "{}: would upload {}",
-                blob.digest.short(),
-                human_bytes(blob.size)
-            ));
-        }
-    }
-    reporter.info(&format!(
-        "dry run: {} to upload in {} blobs, {} already present; push permission confirmed; nothing was uploaded",
-        human_bytes(report.bytes_sent),
-        report.blobs_uploaded,
-        human_bytes(report.bytes_skipped)
-    ));
-    report.duration_seconds = reporter.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// The `--verbose` resume report: what earlier runs and failures cost or saved.

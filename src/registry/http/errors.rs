@@ -45,6 +45,14 @@ pub(crate) fn looks_like_plain_http(error: &Error) -> bool {
     error.cause == Some(Cause::Tls(TlsFailure::PlainHttp))
 }
 
+/// A plain-HTTP request that a TLS server refused (`what` is how it failed), with the
+/// hint that mirrors the one for the opposite mistake.
+pub(crate) fn tls_only_error(host: &str, what: &str) -> Error {
+    let mut error = tls_error(host, TlsFailure::TlsOnly, what);
+    error.message = format!("{host} speaks TLS, but was asked in plain HTTP ({what})");
+    error
+}
+
 /// Maps a failed exchange to a network error that names the host and a likely fix.
 pub fn network_error(err: ureq::Error, url: &str) -> Error {
     let host = auth::host_of(url).to_string();
@@ -121,6 +129,9 @@ pub(crate) fn tls_error(host: &str, failure: TlsFailure, what: &str) -> Error {
         }
         TlsFailure::PlainHttp => {
             "the server does not speak TLS; use an http:// target or --insecure for a plain-HTTP registry"
+        }
+        TlsFailure::TlsOnly => {
+            "the registry speaks TLS: drop --insecure (and any http:// from the target)"
         }
         TlsFailure::Other => "check the registry's certificate, or pass its CA with --ca-cert FILE",
     };

@@ -98,18 +98,21 @@ impl Exhausted {
     /// The error that ends the transfer of `what`; `reason` is the last failure.
     pub fn error(&self, what: &str, reason: &str) -> Error {
         let lossy = "the registry keeps losing or refusing the data it is sent; check its storage and logs, or try again later";
+        let times = |count: u32| crate::text::plural::count(u64::from(count), "time");
         match *self {
             Exhausted::Failures {
                 count,
                 registry: false,
-            } => Error::network(format!("{what}: failed {count} times in a row ({reason})"))
+            } => Error::network(format!("{what}: failed {} in a row ({reason})", times(count)))
                 .hint("run the same command again to resume"),
             Exhausted::Failures { count, .. } => Error::registry(format!(
-                "{what}: the registry made no progress {count} times in a row ({reason})"
+                "{what}: the registry made no progress {} in a row ({reason})",
+                times(count)
             ))
             .hint(lossy),
             Exhausted::Attempts { count } => Error::registry(format!(
-                "{what}: gave up after {count} failed attempts with too little progress (last: {reason})"
+                "{what}: gave up after {} with too little progress (last: {reason})",
+                crate::text::plural::count(u64::from(count), "failed attempt")
             ))
             .hint(lossy),
             Exhausted::Resent { bytes, limit } => Error::registry(format!(

@@ -6,7 +6,26 @@ use std::path::{Path, PathBuf};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::transport::TransportOptions;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, TlsFailure};
+
+/// Whether `host` answers a TLS handshake. Any answer over TLS, or a certificate to object
+/// to, shows it does; a plain-HTTP answer or a failed connection shows nothing. One try,
+/// bounded in time: it only decides which hint an error gets.
+pub(crate) fn speaks_tls(agent: &ureq::Agent, host: &str) -> bool {
+    let url = format!("https://{host}/v2/");
+    let probe = agent
+        .get(&url)
+        .config()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build();
+    match probe.call() {
+        Ok(_) => true,
+        Err(e) => matches!(
+            super::errors::network_error(e, &url).cause,
+            Some(Cause::Tls(TlsFailure::Untrusted | TlsFailure::WrongName))
+        ),
+    }
+}
 
 pub(crate) fn build_agent(host: &str, options: &TransportOptions) -> Result<ureq::Agent> {
     let tls = if options.skip_tls_verify {

@@ -163,7 +163,7 @@ impl Transport {
                 Error::network(format!("{} does not speak TLS ({})", self.host, e.message))
                     .hint("if it is a plain-HTTP registry, use an http:// target, or --insecure with no scheme in the target")
             } else {
-                e
+                self.tls_only_after(scheme, e)
             }
         })?;
         match response.status {
@@ -199,11 +199,35 @@ impl Transport {
             .hint("check the registry address and port")),
             _ => {
                 let (status, _, message) = response.error_summary();
+                if let Some(error) = self.tls_only(scheme, &format!("HTTP {status}")) {
+                    return Err(error);
+                }
+                let detail = match message.as_str() {
+                    "" => String::new(),
+                    text => format!(": {text}"),
+                };
                 Err(Error::registry(format!(
-                    "{} answered the API check with HTTP {status}: {message}",
+                    "{} answered the API check with HTTP {status}{detail}",
                     self.host
                 )))
             }
+        }
+    }
+
+    /// A failed plain-HTTP ping to a server that speaks TLS: the user's `--insecure` (or
+    /// `http://`) is the mistake, and the error says so.
+    fn tls_only(&self, scheme: Scheme, what: &str) -> Option<Error> {
+        (scheme == Scheme::Http && super::tls::speaks_tls(&self.agent, &self.host))
+            .then(|| super::errors::tls_only_error(&self.host, what))
+    }
+
+    /// [`Transport::tls_only`] for a ping that got no answer: only a connection that was
+    /// made and then broke or answered garbage may have been a TLS server; a name that
+    /// does not resolve, a refused connection or a silent host is not worth a probe.
+    fn tls_only_after(&self, scheme: Scheme, error: Error) -> Error {
+        match error.cause {
+            Some(Cause::Dns | Cause::Refused | Cause::Timeout | Cause::Stopped) => error,
+            _ => self.tls_only(scheme, &error.message).unwrap_or(error),
         }
     }
 
@@ -464,6 +488,9 @@ impl Transport {
                 "{what}: the content does not match its digest ({detail})"
             ))
             .hint("the archive or cache is damaged; save or copy it again"),
+            _ if code.is_none() && message.is_empty() => {
+                Error::registry(format!("{what}: HTTP {status}"))
+            }
             _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         };
         let cause = if digest_invalid {

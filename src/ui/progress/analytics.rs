@@ -107,12 +107,12 @@ pub fn render_analytics(analytics: &Analytics, classes: &[ClassCount]) -> Vec<St
             String::new()
         };
         lines.push(format!(
-            "  compression        {} -> {} ({:.0}%) at {}; {} threads {:.0}% busy (capacity {})",
+            "  compression        {} -> {} ({:.0}%) at {}; {} {:.0}% busy (capacity {})",
             human_bytes(c.bytes_in),
             human_bytes(c.bytes_out),
             c.bytes_out as f64 / c.bytes_in.max(1) as f64 * 100.0,
             human_rate(c.average_speed),
-            c.threads,
+            crate::text::plural::count(c.threads as u64, "thread"),
             c.busy * 100.0,
             human_rate(c.capacity)
         ));

@@ -2,6 +2,7 @@
 //! summary line for logs, and a controller change as a sentence.
 
 use super::*;
+use crate::text::plural::count;
 
 /// Everything the renderers need.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,10 +244,10 @@ pub fn render_summary(view: &View) -> String {
     };
     if let Some(c) = &status.compression {
         engine.push_str(&format!(
-            "; compressing {} to {:.0}% ({} threads {:.0}% busy), bottleneck {}",
+            "; compressing {} to {:.0}% ({} {:.0}% busy), bottleneck {}",
             human_rate(c.speed),
             c.ratio * 100.0,
-            c.threads,
+            count(c.threads as u64, "thread"),
             c.busy * 100.0,
             c.bottleneck.name()
         ));
@@ -264,9 +265,9 @@ pub fn render_summary(view: &View) -> String {
 /// One controller change as a log line.
 pub fn describe_change(change: &Change) -> String {
     let limit = if change.from == change.to {
-        format!("{} workers", change.to)
+        count(change.to as u64, "worker")
     } else {
-        format!("{} -> {} workers", change.from, change.to)
+        format!("{} -> {}", change.from, count(change.to as u64, "worker"))
     };
     format!(
         "[monitor] {:.1}s {limit}, {}: {}",
