@@ -11,6 +11,7 @@ use argh::FromArgs;
 mod clean;
 mod concurrency;
 mod connection;
+mod copy;
 mod extract;
 mod list;
 mod pull;
@@ -22,6 +23,7 @@ mod verify;
 pub use clean::CleanArgs;
 pub use concurrency::ConcurrencyFlags;
 pub(crate) use connection::{Connection, ConnectionFlags, parse_target};
+pub use copy::CopyArgs;
 pub use extract::ExtractArgs;
 pub use list::ListArgs;
 pub use pull::PullArgs;
@@ -105,6 +107,7 @@ pub enum Command {
     Clean(CleanArgs),
     Save(SaveArgs),
     Verify(VerifyArgs),
+    Copy(CopyArgs),
 }
 
 fn run(cli: Cli, env: Env) -> Result<()> {
@@ -126,6 +129,7 @@ fn run(cli: Cli, env: Env) -> Result<()> {
         Command::Clean(args) => clean::run_clean(args, env),
         Command::Save(args) => save::run_save(args, env),
         Command::Verify(args) => verify::run_verify(args, env),
+        Command::Copy(args) => copy::run_copy(args, env),
     }
 }
 

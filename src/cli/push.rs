@@ -234,6 +234,48 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     })
 }
 
+/// `--large-layer-threshold` and `--chunk-size` as given.
+pub(super) struct SizeFlags {
+    pub large_layer_threshold: Option<u64>,
+    pub chunk_size: Option<u64>,
+}
+
+/// How blobs go up, from flags, environment and defaults (push and copy share it).
+pub(super) fn upload_options(
+    sizes: SizeFlags,
+    force: bool,
+    mount_from: Vec<String>,
+    connection: &Connection,
+    env: Env,
+) -> Result<UploadOptions> {
+    Ok(UploadOptions {
+        large_layer_threshold: settings::in_range(
+            settings::size_setting(
+                sizes.large_layer_threshold,
+                env,
+                "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
+                DEFAULT_LARGE_LAYER_THRESHOLD,
+            )?,
+            "--large-layer-threshold",
+            settings::limits::LARGE_LAYER_THRESHOLD,
+        )?,
+        chunk_size: settings::in_range(
+            settings::size_setting(
+                sizes.chunk_size,
+                env,
+                "DOCKER_PUSHER_CHUNK_SIZE",
+                DEFAULT_CHUNK_SIZE,
+            )?,
+            "--chunk-size",
+            settings::limits::CHUNK_SIZE,
+        )?,
+        force,
+        mount_from,
+        retry: connection.retry.clone(),
+        stop: connection.retry.stop.clone(),
+    })
+}
+
 /// The push once its settings are resolved; the deadline's clock is already running.
 fn push_resolved(
     args: &PushArgs,
@@ -244,32 +286,16 @@ fn push_resolved(
     connection: &Connection,
 ) -> Result<()> {
     let options = PushOptions {
-        upload: UploadOptions {
-            large_layer_threshold: settings::in_range(
-                settings::size_setting(
-                    args.large_layer_threshold,
-                    env,
-                    "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
-                    DEFAULT_LARGE_LAYER_THRESHOLD,
-                )?,
-                "--large-layer-threshold",
-                settings::limits::LARGE_LAYER_THRESHOLD,
-            )?,
-            chunk_size: settings::in_range(
-                settings::size_setting(
-                    args.chunk_size,
-                    env,
-                    "DOCKER_PUSHER_CHUNK_SIZE",
-                    DEFAULT_CHUNK_SIZE,
-                )?,
-                "--chunk-size",
-                settings::limits::CHUNK_SIZE,
-            )?,
-            force: args.force_upload,
-            mount_from: args.mount_from.clone(),
-            retry: connection.retry.clone(),
-            stop: connection.retry.stop.clone(),
-        },
+        upload: upload_options(
+            SizeFlags {
+                large_layer_threshold: args.large_layer_threshold,
+                chunk_size: args.chunk_size,
+            },
+            args.force_upload,
+            args.mount_from.clone(),
+            connection,
+            env,
+        )?,
         concurrency,
         dry_run: args.dry_run,
         skip_existing: settings::switch_setting(
