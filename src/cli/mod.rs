@@ -16,6 +16,7 @@ mod extract;
 mod list;
 mod pull;
 mod push;
+mod push_all;
 mod save;
 mod settings;
 mod verify;
