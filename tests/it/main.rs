@@ -18,6 +18,7 @@ mod fixtures_selftest;
 mod fuzz_regressions;
 mod harness_selftest;
 mod hostile_input;
+mod mirror;
 mod no_downgrade;
 mod push_auth;
 mod push_cli;
