@@ -258,6 +258,15 @@ fn open_bundle(path: &Path, destination: &Destination, reporter: &Reporter) -> R
             return bundle.unusable.push((label, e));
         }
         for name in names {
+            if !name.contains(['/', ':', '@']) {
+                let e = Error::input(format!(
+                    "the image is named only by the tag \"{}\", which names no repository",
+                    sanitize(&name)
+                ))
+                .hint("name images fully (repository:tag) when writing the archive");
+                bundle.unusable.push((sanitize(&name), e));
+                continue;
+            }
             let target = Reference::parse(&name)
                 .map_err(|e| Error::input(e.to_string()))
                 .and_then(|original| destination.target_for(&original));
