@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::cache::state::StateDir;
-use crate::error::Result;
+use crate::error::{Cause, Error, Result};
 use crate::image::reference::Reference;
 use crate::image::{Artifact, Platform};
 use crate::ops::pull::{self, Wanted};
@@ -72,6 +72,21 @@ pub fn copy(
         Some(state),
         reporter,
     )
+    .map_err(|e| source_blame(e, ends.source))
+}
+
+/// A blob that does not match its digest came from the source registry, not from an
+/// archive or cache the user could copy again: say so, as a registry error.
+fn source_blame(error: Error, source: &Repository) -> Error {
+    if error.cause != Some(Cause::SourceCorrupt) {
+        return error;
+    }
+    Error::registry(format!(
+        "{} served a blob that does not match its digest ({})",
+        source.host(),
+        error.message
+    ))
+    .hint("the source registry's storage or a proxy on the way is damaging data; nothing was tagged at the destination")
 }
 
 /// What the source reference names, as push writes it: every manifest an index reaches

@@ -155,6 +155,41 @@ fn a_download_cut_mid_blob_continues_from_the_byte_reached() {
 }
 
 #[test]
+fn a_source_serving_bytes_that_do_not_match_the_digest_fails_and_tags_nothing() {
+    let (source, destination) = (
+        TestRegistry::start(RegistryOptions::plain()),
+        TestRegistry::start(RegistryOptions::plain()),
+    );
+    let single = image(10, ("linux", "amd64"));
+    upload_image(&RegistryClient::new(&source), "team/app", "8", &single);
+    let proxy = Proxy::start(&source.host());
+    proxy.set_faults(Faults {
+        target: Some(single.layers[1].digest.clone()),
+        corrupt: true,
+        ..Faults::default()
+    });
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    let from = format!("{}/team/app:8", proxy.host());
+    let to = format!("{}/bad/app:8", destination.host());
+
+    let failed = run(&copy_args(&from, &to, &cache));
+
+    assert_eq!(failed.code, Some(6), "{failed}");
+    assert!(
+        failed.stderr.contains("does not match its digest"),
+        "{failed}"
+    );
+    let client = RegistryClient::new(&destination);
+    assert!(
+        client
+            .try_get_manifest("bad/app", "8", &ACCEPT_ALL)
+            .is_err()
+    );
+    assert!(!client.blob_exists("bad/app", &single.layers[1].digest));
+}
+
+#[test]
 fn an_upload_cut_mid_blob_continues_from_the_destination_offset() {
     let (source, destination) = (
         TestRegistry::start(RegistryOptions::plain()),
