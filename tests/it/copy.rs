@@ -155,6 +155,44 @@ fn a_download_cut_mid_blob_continues_from_the_byte_reached() {
 }
 
 #[test]
+fn a_source_that_keeps_cutting_the_download_fails_within_the_retry_budget() {
+    let (source, destination) = (
+        TestRegistry::start(RegistryOptions::plain()),
+        TestRegistry::start(RegistryOptions::plain()),
+    );
+    let single = image(11, ("linux", "amd64"));
+    upload_image(&RegistryClient::new(&source), "team/app", "9", &single);
+    let layer = single.layers[1].clone();
+    let proxy = Proxy::start(&source.host());
+    proxy.set_faults(Faults {
+        target: Some(layer.digest.clone()),
+        cut_after: Some(100_000),
+        cut_times: usize::MAX,
+        ..Faults::default()
+    });
+    let dir = workspace_tmp();
+    let cache = dir.path().join("cache");
+    let from = format!("{}/team/app:9", proxy.host());
+    let to = format!("{}/flaky/app:9", destination.host());
+    let mut args = copy_args(&from, &to, &cache);
+    args.extend(["--retry-attempts", "1"]);
+
+    let failed = run(&args);
+
+    assert_eq!(failed.code, Some(5), "{failed}");
+    let gets = proxy.blob_gets(&layer.digest).len();
+    assert!(
+        (2..=12).contains(&gets),
+        "bounded reopening: {gets} GETs\n{failed}"
+    );
+    assert!(
+        RegistryClient::new(&destination)
+            .try_get_manifest("flaky/app", "9", &ACCEPT_ALL)
+            .is_err()
+    );
+}
+
+#[test]
 fn a_source_serving_bytes_that_do_not_match_the_digest_fails_and_tags_nothing() {
     let (source, destination) = (
         TestRegistry::start(RegistryOptions::plain()),
