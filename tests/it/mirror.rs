@@ -182,3 +182,36 @@ fn every_image_of_a_cache_directory_is_mirrored() {
         );
     }
 }
+
+#[test]
+fn a_second_run_sends_no_blob_and_skip_existing_skips_whole_images() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
+    let dir = workspace_tmp();
+    let archive = dir.path().join("bundle.tar");
+    bundle(&archive);
+    let target = format!("http://{}/mirror", proxy.host());
+    let cache = dir.path().join("cache");
+    push_all(&archive, &target, &cache, &[]).expect_success();
+
+    proxy.clear_log();
+    let again = push_all(&archive, &target, &cache, &["--json"]);
+    again.expect_success();
+    let report: serde_json::Value = serde_json::from_str(again.stdout.trim()).unwrap();
+    assert_eq!(report["blobs_existing"], 9, "{again}");
+    assert_eq!(proxy.blob_bytes_received(), 0, "{}", proxy.describe());
+
+    proxy.clear_log();
+    let skipped = push_all(&archive, &target, &cache, &["--json", "--skip-existing"]);
+    skipped.expect_success();
+    let report: serde_json::Value = serde_json::from_str(skipped.stdout.trim()).unwrap();
+    assert_eq!(report["blobs"], 0, "{skipped}");
+    for image in report["images"].as_array().unwrap() {
+        assert_eq!(image["up_to_date"], true, "{skipped}");
+    }
+    assert!(
+        proxy.exchanges().iter().all(|e| e.request.method != "PUT"),
+        "{}",
+        proxy.describe()
+    );
+}
