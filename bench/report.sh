@@ -35,6 +35,10 @@ mkdir -p "$(dirname "$results")"
   echo "  For 40 small layers it is a reference rather than a bound: a client that overlaps one blob's POST with another's PUT can beat it."
   echo "- *skopeo*: \`skopeo copy --dest-tls-verify=false --retry-times 3 docker-archive:IMAGE.tar docker://...\`."
   echo "  skopeo decompresses docker-archive layers and gzips them again for the registry: it sends different bytes and spends CPU on gzip."
+  echo "- *registry to registry*: the image pushed once into a second registry, then copied from there into an empty one:"
+  echo "  *skopeo* is \`skopeo copy --src-tls-verify=false --dest-tls-verify=false --retry-times 3 docker://... docker://...\`,"
+  echo "  *skopeo --preserve-digests* adds that flag: skopeo then copies the layers as they are instead of gzipping them."
+  echo "  *pusher copy* is \`docker-image-pusher copy http://... http://...\` with defaults and an empty state directory."
   echo "- *pusher -c N*: \`docker-image-pusher push --max-concurrent N\`; *pusher dynamic*: \`--enable-dynamic-concurrency\` with no tuning (what a plain \`push\` does by default)."
   echo "- *pusher --compress ALGORITHM[, N threads]*: \`push --max-concurrent 4 --compress ALGORITHM --compress-threads N\` (all CPUs when not given),"
   echo "  on *text* images (compressible text, like the files of real layers) and on the random ones; *--compress auto* starts"
@@ -71,6 +75,13 @@ mkdir -p "$(dirname "$results")"
       if ($8 > max) { max = $8; what = $2 } }
     END { if (max) printf "| Peak RSS, 4-worker push of a multi-GiB image | <= 32 MiB | %.1f MiB (%s)%s |\n",
       max / 1024, what, max <= 32 * 1024 ? "" : " **over budget**" }' "$rows"
+  awk -F'\t' '$1 ~ /^loopback/ && $2 ~ /registry to registry$/ && $5 == "ok" {
+      if ($4 == "skopeo") skopeo = $6; if ($4 == "skopeo --preserve-digests") same = $6
+      if ($4 == "pusher copy") { ours = $6; rss = $8 } }
+    END { if (ours && skopeo) printf "| `copy` of the 2 GiB image between two registries: wall time vs `skopeo copy docker:// docker://` | <= 0.6x | %.2fx (%.1f s vs %.1f s)%s |\n",
+      ours / skopeo, ours, skopeo, ours <= 0.6 * skopeo ? "" : " **over budget**"
+      if (ours && same) printf "| ... against `skopeo copy --preserve-digests` (the same bytes, no gzip) | - | %.2fx (%.1f s vs %.1f s) |\n", ours / same, ours, same
+      if (rss) printf "| Peak RSS of that copy | <= 32 MiB | %.1f MiB%s |\n", rss / 1024, rss <= 32 * 1024 ? "" : " **over budget**" }' "$rows"
   startup_row "Start-up to first request, release binary (median of $startup_runs)" "$startup_ours" yes
   [ -z "$startup_static" ] || startup_row "... the static binary" "$startup_static"
   startup_row "... skopeo on the same archive, for comparison" "$startup_skopeo" yes

@@ -9,7 +9,8 @@
 # BENCH_REPEAT (rounds per profile; default 3 on loopback, 2 at 1 Gbit/s, else 1),
 # BENCH_STARTUP_RUNS (default 20), BENCH_WORK (default target/bench), BENCH_STORAGE (registry
 # storage; default a directory in /dev/shm when it has room, so the disk is not what is measured),
-# BENCH_SETS (default "transfer compression": the concurrency rows, the --compress rows),
+# BENCH_SETS (default "transfer compression copy": the concurrency rows, the --compress rows,
+# the registry-to-registry copy rows),
 # BENCH_COMPRESS_THREADS (default "1 2 <CPUs>": --compress-threads of the loopback rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ concurrency=${BENCH_CONCURRENCY:-"1 2 4 8"}
 # The ceiling runs as many transfers at once as the highest fixed concurrency measured.
 ceiling_jobs=${BENCH_CEILING_JOBS:-$(tr ' ' '\n' <<<"$concurrency" | sort -n | tail -1)}
 startup_runs=${BENCH_STARTUP_RUNS:-20}
-sets=${BENCH_SETS:-"transfer compression"}
+sets=${BENCH_SETS:-"transfer compression copy"}
 compress_threads=${BENCH_COMPRESS_THREADS:-$(printf '%s\n' 1 2 "$(nproc)" | sort -nu | tr '\n' ' ')}
 has_set() { [[ " $sets " == *" $1 "* ]]; }
 results_dir=$repo_root/bench/results
@@ -88,9 +89,9 @@ image_label() {
   # Text images compress, the others do not: the label keeps their rows apart.
   [[ $1 != text* ]] || kind=" text"
   if [ "$bytes" -ge $((1 << 30)) ]; then
-    echo "$((bytes >> 30)) GiB$kind, $count layer$plural"
+    echo "$((bytes >> 30)) GiB$kind, $count layer$plural${row_suffix:-}"
   else
-    echo "$((bytes >> 20)) MiB$kind, $count layer$plural"
+    echo "$((bytes >> 20)) MiB$kind, $count layer$plural${row_suffix:-}"
   fi
 }
 ensure_image() {
@@ -132,6 +133,9 @@ profile() {
     *) p_compress_images="" ;;
   esac
   has_set compression || p_compress_images=""
+  # The copy rows: registry to registry, both on the registry side's loopback.
+  case $1 in loopback) p_copy_images="big2g" ;; *) p_copy_images="" ;; esac
+  has_set copy || p_copy_images=""
   has_set transfer || p_images=""
   p_repeat=${BENCH_REPEAT:-$p_repeat}
 }
@@ -151,6 +155,7 @@ registry_pid="" proxy_pid=""
 
 cleanup() {
   stop_registry
+  stop_source_registry
   stop_proxy
   if [ "$use_netns" = yes ]; then
     ip netns del "$ns_c" 2>/dev/null || true
@@ -238,6 +243,39 @@ stop_registry() {
     registry_pid=""
   fi
   rm -rf "$storage"
+}
+
+# The source of the copy rows: a second registry with its own storage, seeded once with
+# the image by this tool's push (not measured), kept for every copy run of the image.
+source_pid="" source_port=""
+start_source_registry() { # image
+  stop_source_registry
+  source_port=$(free_port)
+  mkdir -p "$work/source"
+  cat >"$work/source/registry.yml" <<YAML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $storage-source}}
+http: {addr: 127.0.0.1:$source_port}
+YAML
+  "${in_reg[@]}" docker-registry serve "$work/source/registry.yml" >"$work/source/registry.log" 2>&1 &
+  source_pid=$!
+  local _
+  for _ in $(seq 100); do
+    "${in_reg[@]}" curl -fs -o /dev/null "http://127.0.0.1:$source_port/v2/" && break
+    sleep 0.05
+  done
+  "${in_reg[@]}" "$bin" push -q --source "$work/images/$1.tar" \
+    --target "http://127.0.0.1:$source_port/bench/$1:1" --cache-dir "$work/source/cache" >&2
+}
+
+stop_source_registry() {
+  if [ -n "$source_pid" ]; then
+    kill "$source_pid" 2>/dev/null || true
+    wait "$source_pid" 2>/dev/null || true
+    source_pid=""
+  fi
+  rm -rf "$storage-source" "$work/source"
 }
 
 # Sets `endpoint` (host:port the clients use) and `client` (command prefix) for a profile.
@@ -408,6 +446,29 @@ compress_all_ways() {
   done
 }
 
+# The copy rows: the image from the source registry into an empty one, by skopeo and by
+# this tool, each as a user would run it (the pusher with a fresh state directory).
+copy_all_ways() {
+  local name=$1 image=$2 round
+  local source=127.0.0.1:$source_port/bench/$image:1 target=$endpoint/bench/$image:1
+  start_source_registry "$image"
+  row_suffix=", registry to registry"
+  for round in $(seq "$p_repeat"); do
+    measure "$name" "$image" "$round" "skopeo" "${client[@]}" skopeo copy -q --retry-times 3 \
+      --src-tls-verify=false --dest-tls-verify=false "docker://$source" "docker://$target"
+    # skopeo gzips uncompressed layers for a registry (new digests, CPU spent on gzip);
+    # with --preserve-digests it copies the bytes as they are, as the pusher does.
+    measure "$name" "$image" "$round" "skopeo --preserve-digests" "${client[@]}" skopeo copy -q \
+      --preserve-digests --retry-times 3 --src-tls-verify=false --dest-tls-verify=false \
+      "docker://$source" "docker://$target"
+    rm -rf "$work/copy-state"
+    measure "$name" "$image" "$round" "pusher copy" "${client[@]}" "$bin" copy -q \
+      --cache-dir "$work/copy-state" "http://$source" "http://$target"
+  done
+  row_suffix=""
+  stop_source_registry
+}
+
 # ---------------------------------------------------------------------------------------
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -418,7 +479,7 @@ fi
 
 for name in $profiles; do
   profile "$name"
-  for image in $p_images $p_compress_images; do ensure_image "$image"; done
+  for image in $p_images $p_compress_images $p_copy_images; do ensure_image "$image"; done
 done
 setup_network
 registry_port=$(free_port)
@@ -428,6 +489,7 @@ for name in $profiles; do
   start_link "$name"
   for image in $p_images; do push_all_ways "$name" "$image"; done
   for image in $p_compress_images; do compress_all_ways "$name" "$image"; done
+  for image in $p_copy_images; do copy_all_ways "$name" "$image"; done
 done
 stop_proxy
 

@@ -26,7 +26,9 @@
 //! worker (`pool`) -> resumable download (`transfer::download`) -> partial file ->
 //! `blobs/sha256/`; or archive entry -> verified copy (`ops::extract`) -> `blobs/sha256/`.
 //! Out of it: `ops::push` (the cache is a `BlobSource`), `ops::save` (one archive for a USB
-//! stick), `ops::verify`.
+//! stick), `ops::verify`. Registry to registry (`ops::copy`): the source registry is the
+//! `BlobSource` (`transfer::relay`, a GET resumed by range) of an ordinary push, nothing
+//! stored on the way; `ops::push::all` pushes every image of a bundle on one pool.
 //!
 //! What must survive a crash lives in `cache::state` (open upload sessions, where blobs are
 //! known to be, under `<cache>/uploads/`); `interrupt` turns Ctrl-C into a stop at a safe

@@ -140,7 +140,7 @@ impl Connection {
         reporter: &Reporter,
     ) -> Result<Option<Credentials>> {
         if self.password.is_some() {
-            reporter.security_warning("a password given with -p/--password can be read by other users of this machine; use --password-stdin or DOCKER_PUSHER_PASSWORD");
+            reporter.security_warning("a password given with -p/--password, --src-creds or --dest-creds can be read by other users of this machine; pass it on standard input (--password-stdin, or --src-creds/--dest-creds USER alone) or in DOCKER_PUSHER_PASSWORD");
         }
         let password = if self.password_stdin {
             if self.password.is_some() {

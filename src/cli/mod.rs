@@ -11,10 +11,12 @@ use argh::FromArgs;
 mod clean;
 mod concurrency;
 mod connection;
+mod copy;
 mod extract;
 mod list;
 mod pull;
 mod push;
+mod push_all;
 mod save;
 mod settings;
 mod verify;
@@ -22,6 +24,7 @@ mod verify;
 pub use clean::CleanArgs;
 pub use concurrency::ConcurrencyFlags;
 pub(crate) use connection::{Connection, ConnectionFlags, parse_target};
+pub use copy::CopyArgs;
 pub use extract::ExtractArgs;
 pub use list::ListArgs;
 pub use pull::PullArgs;
@@ -106,6 +109,7 @@ pub enum Command {
     Clean(CleanArgs),
     Save(SaveArgs),
     Verify(VerifyArgs),
+    Copy(CopyArgs),
 }
 
 fn run(cli: Cli, env: Env) -> Result<()> {
@@ -127,6 +131,7 @@ fn run(cli: Cli, env: Env) -> Result<()> {
         Command::Clean(args) => clean::run_clean(args, env),
         Command::Save(args) => save::run_save(args, env),
         Command::Verify(args) => verify::run_verify(args, env),
+        Command::Copy(args) => copy::run_copy(args, env),
     }
 }
 

@@ -32,6 +32,7 @@ use crate::ui::progress::{Reporter, Verbosity};
     example = "docker-image-pusher push --source app.tar --target registry.example.com/team/app:1.0",
     example = "docker-image-pusher push -s app.tar -r http://127.0.0.1:5000/app:latest -u ci --password-stdin",
     example = "docker-image-pusher push --source registry.example.com/team/app:1.0 --target registry.internal/team/app:1.0",
+    example = "docker-image-pusher push --source bundle.tar --all --target registry.internal/mirror",
     note = "Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_USERNAME, DOCKER_PUSHER_PASSWORD (or REGISTRY_USERNAME, REGISTRY_PASSWORD), DOCKER_PUSHER_MAX_CONCURRENT, DOCKER_PUSHER_ENABLE_DYNAMIC_CONCURRENCY, DOCKER_PUSHER_MIN_CONCURRENT, DOCKER_PUSHER_SMALL_FILE_CONCURRENT, DOCKER_PUSHER_LARGE_FILE_CONCURRENT, DOCKER_PUSHER_SPEED_THRESHOLD, DOCKER_PUSHER_SPEED_CHECK_INTERVAL, DOCKER_PUSHER_TIMEOUT, DOCKER_PUSHER_LARGE_LAYER_THRESHOLD, DOCKER_PUSHER_CHUNK_SIZE, DOCKER_PUSHER_RETRY_ATTEMPTS, DOCKER_PUSHER_MIN_SPEED, DOCKER_PUSHER_MIN_SPEED_WINDOW, DOCKER_PUSHER_DEADLINE, DOCKER_PUSHER_SKIP_TLS, DOCKER_PUSHER_VERBOSE, DOCKER_PUSHER_SKIP_EXISTING, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS. Credentials are also read from ~/.docker/config.json (or $DOCKER_CONFIG).",
     error_code(2, "usage: the command line is wrong"),
     error_code(3, "input: the archive or cache is unreadable, malformed or corrupt"),
@@ -68,6 +69,10 @@ pub struct PushArgs {
     /// which image of a multi-image archive to push (tag or name:tag)
     #[argh(option)]
     pub source_tag: Option<String>,
+
+    /// push every image of the archive (or of the cache directory given as --source) to REGISTRY[/PREFIX] given as --target, each under its own repository path
+    #[argh(switch)]
+    pub all: bool,
 
     /// the cache directory to push cached images from, which also keeps the upload state an interrupted push resumes from (default .cache, or DOCKER_PUSHER_CACHE_DIR)
     #[argh(option)]
@@ -208,28 +213,15 @@ pub const DEFAULT_FIXED_CONCURRENCY: usize = 1;
 
 pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
     source_setting(&args)?;
+    if args.all {
+        return super::push_all::run_push_all(&args, env);
+    }
     let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
     let reporter = transfer_reporter(verbosity(args.quiet, verbose), env);
     let concurrency =
         concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_FIXED_CONCURRENCY)?;
     let (target, plain_http) = parse_target(&args.target, args.insecure)?;
-    let connection = Connection::resolve(
-        ConnectionFlags {
-            plain_http,
-            allow_plain_http: args.insecure,
-            skip_tls: args.skip_tls,
-            ca_cert: &args.ca_cert,
-            timeout: args.timeout,
-            retry_attempts: args.retry_attempts,
-            min_speed: args.min_speed,
-            min_speed_window: args.min_speed_window,
-            deadline: args.deadline,
-            username: &args.username,
-            password: &args.password,
-            password_stdin: args.password_stdin,
-        },
-        env,
-    )?;
+    let connection = Connection::resolve(connection_flags(&args, plain_http), env)?;
     let deadline =
         (connection.deadline).map(|limit| Deadline::start(limit, &connection.retry.stop));
     push_resolved(&args, env, &reporter, concurrency, &target, &connection).map_err(|e| {
@@ -237,6 +229,66 @@ pub fn run_push(args: PushArgs, env: Env) -> Result<()> {
             Some(deadline) => deadline.explain(e),
             None => e,
         }
+    })
+}
+
+/// The network flags of a push; `plain_http` comes from the target's scheme.
+pub(super) fn connection_flags(args: &PushArgs, plain_http: bool) -> ConnectionFlags<'_> {
+    ConnectionFlags {
+        plain_http,
+        allow_plain_http: args.insecure,
+        skip_tls: args.skip_tls,
+        ca_cert: &args.ca_cert,
+        timeout: args.timeout,
+        retry_attempts: args.retry_attempts,
+        min_speed: args.min_speed,
+        min_speed_window: args.min_speed_window,
+        deadline: args.deadline,
+        username: &args.username,
+        password: &args.password,
+        password_stdin: args.password_stdin,
+    }
+}
+
+/// `--large-layer-threshold` and `--chunk-size` as given.
+pub(super) struct SizeFlags {
+    pub large_layer_threshold: Option<u64>,
+    pub chunk_size: Option<u64>,
+}
+
+/// How blobs go up, from flags, environment and defaults (push and copy share it).
+pub(super) fn upload_options(
+    sizes: SizeFlags,
+    force: bool,
+    mount_from: Vec<String>,
+    connection: &Connection,
+    env: Env,
+) -> Result<UploadOptions> {
+    Ok(UploadOptions {
+        large_layer_threshold: settings::in_range(
+            settings::size_setting(
+                sizes.large_layer_threshold,
+                env,
+                "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
+                DEFAULT_LARGE_LAYER_THRESHOLD,
+            )?,
+            "--large-layer-threshold",
+            settings::limits::LARGE_LAYER_THRESHOLD,
+        )?,
+        chunk_size: settings::in_range(
+            settings::size_setting(
+                sizes.chunk_size,
+                env,
+                "DOCKER_PUSHER_CHUNK_SIZE",
+                DEFAULT_CHUNK_SIZE,
+            )?,
+            "--chunk-size",
+            settings::limits::CHUNK_SIZE,
+        )?,
+        force,
+        mount_from,
+        retry: connection.retry.clone(),
+        stop: connection.retry.stop.clone(),
     })
 }
 
@@ -256,32 +308,16 @@ fn push_resolved(
         );
     }
     let options = PushOptions {
-        upload: UploadOptions {
-            large_layer_threshold: settings::in_range(
-                settings::size_setting(
-                    args.large_layer_threshold,
-                    env,
-                    "DOCKER_PUSHER_LARGE_LAYER_THRESHOLD",
-                    DEFAULT_LARGE_LAYER_THRESHOLD,
-                )?,
-                "--large-layer-threshold",
-                settings::limits::LARGE_LAYER_THRESHOLD,
-            )?,
-            chunk_size: settings::in_range(
-                settings::size_setting(
-                    args.chunk_size,
-                    env,
-                    "DOCKER_PUSHER_CHUNK_SIZE",
-                    DEFAULT_CHUNK_SIZE,
-                )?,
-                "--chunk-size",
-                settings::limits::CHUNK_SIZE,
-            )?,
-            force: args.force_upload,
-            mount_from: args.mount_from.clone(),
-            retry: connection.retry.clone(),
-            stop: connection.retry.stop.clone(),
-        },
+        upload: upload_options(
+            SizeFlags {
+                large_layer_threshold: args.large_layer_threshold,
+                chunk_size: args.chunk_size,
+            },
+            args.force_upload,
+            args.mount_from.clone(),
+            connection,
+            env,
+        )?,
         concurrency,
         dry_run: args.dry_run,
         skip_existing: settings::switch_setting(
@@ -352,7 +388,7 @@ fn push_resolved(
 }
 
 /// `--source`, given once under any of its spellings (`-s`, `-f`, `--file`).
-fn source_setting(args: &PushArgs) -> Result<&str> {
+pub(super) fn source_setting(args: &PushArgs) -> Result<&str> {
     match (&args.source, &args.file) {
         (Some(source), None) | (None, Some(source)) => Ok(source),
         (Some(_), Some(_)) => Err(Error::usage(

@@ -98,6 +98,7 @@ fn canonical_subcommand(name: &str) -> Option<&'static str> {
         "list" | "l" | "ls" => Some("list"),
         "clean" | "c" => Some("clean"),
         "save" => Some("save"),
+        "copy" | "cp" => Some("copy"),
         "verify" => Some("verify"),
         _ => None,
     }

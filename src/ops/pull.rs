@@ -72,7 +72,11 @@ pub fn pull(
     reporter: &Arc<Reporter>,
 ) -> Result<PullReport> {
     let top = own_media_type(repository.fetch_manifest(reference.manifest_reference())?)?;
-    let (manifests, name) = resolve(repository, reference, top, options, reporter)?;
+    let wanted = Wanted {
+        platform: options.platform.as_ref(),
+        all_platforms: options.all_platforms,
+    };
+    let (manifests, name) = resolve(repository, reference, top, &wanted, reporter)?;
     let blobs = blobs_of(&manifests, reporter)?;
     let root = manifests
         .last()
@@ -141,13 +145,20 @@ pub fn pull(
     Ok(report)
 }
 
+/// Which part of an index to take: one platform's image (`platform`, else this machine's),
+/// or the whole index.
+pub(crate) struct Wanted<'a> {
+    pub platform: Option<&'a Platform>,
+    pub all_platforms: bool,
+}
+
 /// The manifests to store, children before the index naming them, the root last; and the
 /// name to cache the root under.
-fn resolve(
+pub(crate) fn resolve(
     repository: &Repository,
     reference: &Reference,
     top: RawManifest,
-    options: &PullOptions,
+    options: &Wanted,
     reporter: &Reporter,
 ) -> Result<(Vec<RawManifest>, Reference)> {
     let default_name = || match (reference.tag(), reference.digest()) {
@@ -162,7 +173,7 @@ fn resolve(
     if options.all_platforms {
         return Ok((fetch_graph(repository, top)?, default_name()?));
     }
-    let wanted = options.platform.clone().unwrap_or_else(host_platform);
+    let wanted = options.platform.cloned().unwrap_or_else(host_platform);
     let child = choose_platform(&index.manifests, &wanted).ok_or_else(|| {
         let offered: Vec<String> = index
             .manifests
@@ -208,7 +219,7 @@ fn resolve(
 
 /// A manifest's media type is the one it declares itself; the `Content-Type` it came with
 /// is only a fallback (some registries send none, or a generic one).
-fn own_media_type(mut manifest: RawManifest) -> Result<RawManifest> {
+pub(crate) fn own_media_type(mut manifest: RawManifest) -> Result<RawManifest> {
     let (media_type, _) = image::parse_manifest(&manifest.bytes, &manifest.media_type)
         .map_err(|e| Error::registry(format!("manifest {}: {}", manifest.digest, e.message)))?;
     manifest.media_type = media_type;
@@ -263,7 +274,7 @@ fn fetch_graph(repository: &Repository, top: RawManifest) -> Result<Vec<RawManif
 }
 
 /// Config and layers of every image manifest, each once.
-fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>> {
+pub(crate) fn blobs_of(manifests: &[RawManifest], reporter: &Reporter) -> Result<Vec<Blob>> {
     let mut blobs: Vec<Blob> = Vec::new();
     // A 16 MiB manifest can list 100,000 layers: no quadratic duplicate check.
     let mut seen: HashSet<Digest> = HashSet::new();

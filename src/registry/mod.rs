@@ -62,6 +62,11 @@ impl Repository {
         &self.name
     }
 
+    /// Another repository of the same registry, over the same connection and credentials.
+    pub fn sibling(&self, name: &str, actions: &str) -> Repository {
+        Repository::new(self.transport.clone(), name, actions)
+    }
+
     pub fn transport(&self) -> &Transport {
         &self.transport
     }

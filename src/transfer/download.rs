@@ -182,7 +182,7 @@ fn stopped_at(blob: &Blob, offset: u64) -> String {
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
-fn range_start(header: &str) -> Option<u64> {
+pub(crate) fn range_start(header: &str) -> Option<u64> {
     let range = header.trim().strip_prefix("bytes")?.trim_start();
     range.split('-').next()?.trim().parse().ok()
 }

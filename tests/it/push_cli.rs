@@ -275,9 +275,10 @@ fn every_command_help_lists_the_exit_codes_it_can_return_with_one_meaning_each()
         Class::Registry,
         Class::Interrupted,
     ];
-    let commands: [(&str, &[Class]); 7] = [
+    let commands: [(&str, &[Class]); 8] = [
         ("push", &remote),
         ("pull", &remote),
+        ("copy", &remote),
         ("extract", &local),
         ("list", &local),
         ("clean", &local),

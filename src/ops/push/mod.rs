@@ -2,6 +2,7 @@
 //! first, so the longest transfer starts first), then the manifests in order, children
 //! before the index that names them, the last one under the target's tag.
 
+pub mod all;
 mod auto;
 pub mod check;
 pub mod plan;
