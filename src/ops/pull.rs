@@ -23,7 +23,9 @@ use crate::registry::http::transport::RetryPolicy;
 use crate::text::sanitize::sanitize;
 use crate::transfer::download::{Downloader, Outcome};
 use crate::transfer::upload::Progress;
-use crate::ui::progress::{Reporter, class_counts, human_bytes, render_analytics};
+use crate::ui::progress::{
+    AnalyticsSummary, Reporter, class_counts, human_bytes, render_analytics,
+};
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -61,6 +63,7 @@ pub struct PullReport {
     pub average_speed: f64,
     /// How the worker pool ran (absent when nothing was downloaded).
     pub concurrency: Option<ConcurrencyReport>,
+    pub analytics: Option<AnalyticsSummary>,
 }
 
 pub fn pull(
@@ -385,6 +388,7 @@ fn download_blobs(
     }
     if let Some(analytics) = &outcome.analytics {
         report.average_speed = analytics.average_speed.round();
+        report.analytics = Some(AnalyticsSummary::of(analytics));
         let classes = class_counts(missing.iter().map(|b| b.size));
         for line in render_analytics(analytics, &classes) {
             reporter.detail(&line);

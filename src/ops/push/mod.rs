@@ -25,7 +25,8 @@ use crate::registry::{Initiated, Repository};
 use crate::text::units::{human_duration, human_rate};
 use crate::transfer::compressed_upload::{Done, LayerCompression};
 use crate::transfer::upload::{Outcome, UploadOptions, Uploader};
-use crate::ui::progress::{Reporter, class_counts, human_bytes, render_analytics};
+use crate::ui::progress::render_analytics;
+use crate::ui::progress::{AnalyticsSummary, Reporter, class_counts, human_bytes};
 use plan::Plan;
 
 #[derive(Debug, Clone)]
@@ -70,6 +71,7 @@ pub struct PushReport {
     pub layers: Vec<LayerReport>,
     /// How the worker pool ran (absent when nothing was transferred).
     pub concurrency: Option<ConcurrencyReport>,
+    pub analytics: Option<AnalyticsSummary>,
     /// What compression did (absent with `--compress none`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionReport>,
@@ -267,10 +269,11 @@ pub fn push(
     );
     if let Some(analytics) = analytics {
         remember_link_speed(state, repository, &analytics, reporter);
+        report.analytics = Some(AnalyticsSummary::of(&analytics));
         let classes = class_counts(artifact.blobs.iter().map(|b| b.size));
-        for line in render_analytics(&analytics, &classes) {
-            reporter.detail(&line);
-        }
+        render_analytics(&analytics, &classes)
+            .iter()
+            .for_each(|l| reporter.detail(l));
     }
     Ok(report)
 }
@@ -435,6 +438,7 @@ fn upload_blobs(
         .map(|c| batch::Meter {
             read: &read_meter,
             threads: c.threads(),
+            algorithm: plan.recipe.map_or("", |r| r.algorithm.name()),
         });
     let batch::Outcome {
         finished,
