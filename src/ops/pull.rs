@@ -23,9 +23,7 @@ use crate::registry::http::transport::RetryPolicy;
 use crate::text::sanitize::sanitize;
 use crate::transfer::download::{Downloader, Outcome};
 use crate::transfer::upload::Progress;
-use crate::ui::progress::{
-    AnalyticsSummary, Reporter, class_counts, human_bytes, render_analytics,
-};
+use crate::ui::progress::{AnalyticsSummary, Reporter, human_bytes};
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -389,10 +387,7 @@ fn download_blobs(
     if let Some(analytics) = &outcome.analytics {
         report.average_speed = analytics.average_speed.round();
         report.analytics = Some(AnalyticsSummary::of(analytics));
-        let classes = class_counts(missing.iter().map(|b| b.size));
-        for line in render_analytics(analytics, &classes) {
-            reporter.detail(&line);
-        }
+        reporter.report_analytics(analytics, missing.iter().map(|b| b.size));
     }
     report.concurrency = outcome.concurrency;
     match first_error {

@@ -316,6 +316,13 @@ impl Reporter {
         }
     }
 
+    /// The `--verbose` report at the end of a transfer of blobs of these sizes.
+    pub fn report_analytics(&self, analytics: &Analytics, sizes: impl IntoIterator<Item = u64>) {
+        for line in render_analytics(analytics, &class_counts(sizes)) {
+            self.detail(&line);
+        }
+    }
+
     /// Removes the live block (the transfer is over, or failed).
     pub fn finish_live(&self) {
         let mut screen = self.screen();

@@ -25,8 +25,7 @@ use crate::registry::{Initiated, Repository};
 use crate::text::units::{human_duration, human_rate};
 use crate::transfer::compressed_upload::{Done, LayerCompression};
 use crate::transfer::upload::{Outcome, UploadOptions, Uploader};
-use crate::ui::progress::render_analytics;
-use crate::ui::progress::{AnalyticsSummary, Reporter, class_counts, human_bytes};
+use crate::ui::progress::{AnalyticsSummary, Reporter, human_bytes};
 use plan::Plan;
 
 #[derive(Debug, Clone)]
@@ -270,10 +269,7 @@ pub fn push(
     if let Some(analytics) = analytics {
         remember_link_speed(state, repository, &analytics, reporter);
         report.analytics = Some(AnalyticsSummary::of(&analytics));
-        let classes = class_counts(artifact.blobs.iter().map(|b| b.size));
-        render_analytics(&analytics, &classes)
-            .iter()
-            .for_each(|l| reporter.detail(l));
+        reporter.report_analytics(&analytics, artifact.blobs.iter().map(|b| b.size));
     }
     Ok(report)
 }
