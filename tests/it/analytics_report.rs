@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use crate::fixtures::{TestImage, write_docker25};
 use crate::support::{
-    Fault, FaultProxy, Match, Mode, Pusher, RegistryOptions, Rule, Run, TestRegistry,
-    workspace_tmp,
+    Fault, FaultProxy, Match, Mode, Pusher, RegistryOptions, Rule, Run, TestRegistry, workspace_tmp,
 };
 use serde_json::Value;
 
@@ -109,7 +108,10 @@ fn json_report_has_the_analytics_object_with_every_figure() {
     if kind != "none" {
         // The verdict is the largest of the measured shares beside it.
         let measured = object(&a["bottleneck"], "measured");
-        let largest = measured.values().filter_map(Value::as_f64).fold(0.0, f64::max);
+        let largest = measured
+            .values()
+            .filter_map(Value::as_f64)
+            .fold(0.0, f64::max);
         assert_eq!(measured[kind].as_f64(), Some(share), "{a}");
         assert_eq!(share, largest, "{a}");
     }
@@ -146,7 +148,11 @@ fn verbose_report_has_every_section() {
         "resources",
         "recommendations",
     ] {
-        assert!(sections.contains(&section), "{section} missing:\n{}", run.stderr);
+        assert!(
+            sections.contains(&section),
+            "{section} missing:\n{}",
+            run.stderr
+        );
     }
     let report = lines[start..].join("\n");
     for figure in [
@@ -195,7 +201,11 @@ fn colour_on_a_terminal_only_without_no_color() {
     let colour = |text: &str| text.contains("\x1b[36m") || text.contains("\x1b[32m");
     let run = on_a_terminal(setup.push(&registry.host(), "analytics/tty:1", &[]));
     run.expect_success();
-    assert!(colour(&run.stdout), "no colour on a terminal:\n{:?}", run.stdout);
+    assert!(
+        colour(&run.stdout),
+        "no colour on a terminal:\n{:?}",
+        run.stdout
+    );
     assert!(run.stdout.contains("T:"), "{:?}", run.stdout);
     let run = on_a_terminal(
         setup
@@ -204,7 +214,11 @@ fn colour_on_a_terminal_only_without_no_color() {
     );
     run.expect_success();
     assert!(run.stdout.contains("T:"), "no live line:\n{:?}", run.stdout);
-    assert!(!colour(&run.stdout), "colour despite NO_COLOR:\n{:?}", run.stdout);
+    assert!(
+        !colour(&run.stdout),
+        "colour despite NO_COLOR:\n{:?}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("m\x1b[0m"), "{:?}", run.stdout);
 }
 
@@ -247,4 +261,3 @@ fn a_short_push_gets_a_measured_decision() {
         report["concurrency"]
     );
 }
-

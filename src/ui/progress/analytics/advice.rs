@@ -13,7 +13,7 @@ const WORTH: f64 = 0.9;
 pub fn recommendations(a: &Analytics) -> Vec<String> {
     let clear = a.bottleneck_share >= CLEAR;
     let mut advice = Vec::new();
-    if clear && a.bottleneck == Stage::Network {
+    if clear {
         advice.extend(fewer_workers(a));
     }
     if let Some(c) = &a.compression {
@@ -28,16 +28,44 @@ pub fn recommendations(a: &Analytics) -> Vec<String> {
     if clear
         && a.bottleneck == Stage::Registry
         && a.utilization >= 0.9
-        && a.final_limit >= a.max_workers
         && a.tasks.total > a.max_workers
+        && let Some(gain) = gain_at_the_top(a)
     {
         advice.push(format!(
-            "waiting for the registry's answers took {} of the workers' time with every allowed worker busy: --max-concurrent {} would overlap more of it",
+            "waiting for the registry's answers took {} of the workers' time, and the most workers were still the fastest ({gain}): --max-concurrent {} would overlap more of it",
             percent_of(a.bottleneck_share),
             a.max_workers * 2
         ));
     }
     advice
+}
+
+/// When the most workers allowed moved clearly more than the level below them: the two
+/// speeds, in words.
+fn gain_at_the_top(a: &Analytics) -> Option<String> {
+    let [.., below, top] = a.levels.as_slice() else {
+        return None;
+    };
+    (top.workers == a.max_workers && below.speed < (1.0 - TOLERANCE) * top.speed).then(|| {
+        format!(
+            "{} {}, {} {}",
+            workers(top.workers),
+            human_rate(top.speed),
+            workers(below.workers),
+            human_rate(below.speed)
+        )
+    })
+}
+
+/// What a stage bounding the transfer is called in a sentence.
+fn bound_by(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Network => "the link",
+        Stage::Registry => "waiting for the registry's answers",
+        Stage::Source => "reading the source",
+        Stage::Compression => "compression",
+        Stage::None => "nothing measured",
+    }
 }
 
 /// The smallest level from which every level measured moved as much as the best one.
@@ -57,7 +85,8 @@ fn fewer_workers(a: &Analytics) -> Option<String> {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "the link was the bottleneck at every level from {}: --max-concurrent {knee} would do as well ({levels})",
+            "{} was the bottleneck at every level from {}: --max-concurrent {knee} would do as well ({levels})",
+            bound_by(a.bottleneck),
             workers(knee)
         )
     })

@@ -217,7 +217,7 @@ fn fewer_workers_are_recommended_only_from_where_every_level_kept_up() {
     // One level measured says nothing about the others.
     a.levels.drain(..2);
     assert!(recommendations(&a).is_empty());
-    // Nor does a link that was not the bottleneck.
+    // The levels name the stage the verdict found.
     let mut a = analytics();
     a.measured(WorkerTime {
         busy: 400.0,
@@ -227,7 +227,32 @@ fn fewer_workers_are_recommended_only_from_where_every_level_kept_up() {
         compressor: 0.0,
     });
     assert_eq!(a.bottleneck, Stage::Registry);
-    assert!(recommendations(&a).is_empty(), "{:?}", recommendations(&a));
+    assert!(
+        recommendations(&a)[0].starts_with(
+            "waiting for the registry's answers was the bottleneck at every level from 2 workers"
+        ),
+        "{:?}",
+        recommendations(&a)
+    );
+    // More workers are advised only when the most workers were still clearly the fastest.
+    a.final_limit = 8;
+    a.levels[2].speed = 10.2 * MB;
+    a.levels.truncate(3);
+    a.levels[0].speed = 4.0 * MB;
+    a.levels[1].speed = 7.0 * MB;
+    assert_eq!(
+        recommendations(&a),
+        vec![
+            "waiting for the registry's answers took 70% of the workers' time, and the most workers were still the fastest (8 workers 10.2 MB/s, 4 workers 7.0 MB/s): --max-concurrent 16 would overlap more of it"
+        ]
+    );
+    a.levels[1].speed = 10.0 * MB;
+    assert_eq!(
+        recommendations(&a),
+        vec![
+            "waiting for the registry's answers was the bottleneck at every level from 4 workers: --max-concurrent 4 would do as well (4 workers 10.0 MB/s, 8 workers 10.2 MB/s)"
+        ]
+    );
 }
 
 #[test]
