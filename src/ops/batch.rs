@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::compress::MeterReading;
 use crate::image::Blob;
-use crate::pool::monitor::{self, Analytics, Change, Sources, Status, Tracker, Tuning};
+use crate::pool::monitor::{
+    self, Analytics, Change, Priority, Sources, Status, Tasks, Tracker, Tuning, WorkerTime,
+};
 use crate::pool::scheduler::{ClassCaps, Gate, PriorityChannel, run_pool_in_order};
 use crate::transfer::upload::Progress;
 use crate::ui::progress::Reporter;
@@ -95,6 +97,8 @@ pub struct Work<'a, R> {
 pub struct Meter<'a> {
     pub read: &'a (dyn Fn() -> MeterReading + Sync),
     pub threads: usize,
+    /// `gzip` or `zstd`.
+    pub algorithm: &'static str,
 }
 
 pub fn run<R: Send>(
@@ -105,6 +109,9 @@ pub fn run<R: Send>(
     meter: Option<Meter<'_>>,
 ) -> Outcome<R> {
     reporter.begin_layers(blobs);
+    let usage = usage::Usage::now();
+    let meter_before = meter.as_ref().map(|m| (m.read)());
+    let waits_before = reporter.counters.waits();
     let queue = PriorityChannel::new();
     for (index, blob) in blobs.iter().enumerate() {
         match (work.position)(index) {
@@ -170,7 +177,32 @@ pub fn run<R: Send>(
         (finished, monitor.join().is_ok())
     });
     reporter.finish_live();
-    let analytics = monitored.then(|| tracker.analytics());
+    let analytics = monitored.then(|| {
+        let mut analytics = tracker.analytics();
+        let waits = reporter.counters.waits();
+        let starved = match (meter_before, &meter) {
+            (Some(before), Some(m)) => (m.read)().starved_seconds - before.starved_seconds,
+            _ => 0.0,
+        };
+        analytics.measured(WorkerTime {
+            busy: finished.iter().map(|f| f.took.as_secs_f64()).sum(),
+            source: waits[0] - waits_before[0],
+            network: waits[1] - waits_before[1],
+            compressed: waits[2] - waits_before[2],
+            compressor: starved,
+        });
+        if let (Some(c), Some(m)) = (&mut analytics.compression, &meter) {
+            c.algorithm = m.algorithm;
+        }
+        analytics.tasks = Tasks {
+            total: blobs.len(),
+            done: finished.len(),
+            active: 0,
+        };
+        analytics.priority = Priority::of(blobs.iter().map(|b| b.size));
+        analytics.resources = usage.since();
+        analytics
+    });
     let report = analytics.as_ref().map(|analytics| ConcurrencyReport {
         mode: if analytics.dynamic {
             "dynamic"
@@ -194,6 +226,8 @@ pub fn run<R: Send>(
         concurrency: report,
     }
 }
+
+mod usage;
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ use crate::text::plural::count;
 use crate::text::sanitize::sanitize;
 use crate::transfer::download::{Downloader, Outcome};
 use crate::transfer::upload::Progress;
-use crate::ui::progress::{Reporter, class_counts, human_bytes, render_analytics};
+use crate::ui::progress::{AnalyticsSummary, Reporter, human_bytes};
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -62,6 +62,7 @@ pub struct PullReport {
     pub average_speed: f64,
     /// How the worker pool ran (absent when nothing was downloaded).
     pub concurrency: Option<ConcurrencyReport>,
+    pub analytics: Option<AnalyticsSummary>,
 }
 
 pub fn pull(
@@ -387,10 +388,8 @@ fn download_blobs(
     }
     if let Some(analytics) = &outcome.analytics {
         report.average_speed = analytics.average_speed.round();
-        let classes = class_counts(missing.iter().map(|b| b.size));
-        for line in render_analytics(analytics, &classes) {
-            reporter.detail(&line);
-        }
+        report.analytics = Some(AnalyticsSummary::of(analytics));
+        reporter.report_analytics(analytics, missing.iter().map(|b| b.size));
     }
     report.concurrency = outcome.concurrency;
     match first_error {

@@ -25,6 +25,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -47,7 +48,7 @@ use crate::registry::{ChunkOutcome, Repository, Session};
 use crate::transfer::session::{
     Commit, Failure, Resumable, Saved, Upload, commit_session, initiate, resume_point, same_session,
 };
-use crate::transfer::upload::{Counting, Outcome, Progress, UploadOptions, Uploader};
+use crate::transfer::upload::{Counting, Outcome, Progress, UploadOptions, Uploader, Wait};
 
 mod chunks;
 use chunks::*;
@@ -215,11 +216,13 @@ impl LayerCompression<'_> {
     /// Compresses a small layer whole, then uploads it from memory.
     fn in_memory(&self, layer: &Blob) -> Result<Option<Done>> {
         let mut bytes = Vec::new();
-        let Some(sizes) = self.compress_whole(layer, |frame| {
+        let started = Instant::now();
+        let sizes = self.compress_whole(layer, |frame| {
             bytes.extend_from_slice(frame);
             Ok(())
-        })?
-        else {
+        })?;
+        (self.progress).waited(Wait::Compressed, started.elapsed().as_secs_f64());
+        let Some(sizes) = sizes else {
             return Ok(None);
         };
         self.uploader(self.source).check_stop()?;
@@ -369,7 +372,7 @@ impl LayerCompression<'_> {
                 let sent_before = sent.load(Ordering::Relaxed);
                 let chunk = match pending.take() {
                     Some(chunk) => chunk,
-                    None => match chunks.recv() {
+                    None => match timed(&*self.progress, || chunks.recv()) {
                         Ok(Ok(chunk)) => chunk,
                         Ok(Err(e)) if is_already_compressed(&e) => {
                             self.repository.cancel_upload(&session);
@@ -592,6 +595,14 @@ impl LayerCompression<'_> {
         });
         receiver
     }
+}
+
+/// Runs `wait` (for the next compressed chunk) and counts its time as the worker's.
+fn timed<T>(progress: &dyn Progress, wait: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let value = wait();
+    progress.waited(Wait::Compressed, started.elapsed().as_secs_f64());
+    value
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::error::{Class, Error, Result, io_error};
 use crate::image::Blob;
 use crate::registry::Repository;
 use crate::registry::http::retry::{Budget, RetryPolicy};
-use crate::transfer::upload::Progress;
+use crate::transfer::upload::{Progress, Wait};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -145,9 +145,11 @@ impl Downloader<'_> {
             if self.retry.stop.is_requested() {
                 return Err(Error::interrupted("stopped by a signal"));
             }
+            let asked = std::time::Instant::now();
             let n = body
                 .read(&mut buf)
                 .map_err(|e| Error::network(format!("the connection to {host} broke: {e}")))?;
+            (self.progress).waited(Wait::Network, asked.elapsed().as_secs_f64());
             if n == 0 {
                 break;
             }

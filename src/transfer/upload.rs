@@ -8,7 +8,7 @@
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cache::state::StateDir;
 use crate::error::{Class, Error, Result};
@@ -70,6 +70,19 @@ pub trait Progress: Send + Sync {
     /// From now on each byte sent stands for this many bytes of the blob as the user
     /// counts it: a layer compressed on the way shows its uncompressed size.
     fn scale(&self, _source_bytes_per_byte: f64) {}
+    /// A worker spent `seconds` on `what` (for the report's bottleneck).
+    fn waited(&self, _what: Wait, _seconds: f64) {}
+}
+
+/// What an upload worker's time went to, besides waiting for the registry's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Reading the request body from its source (a file, the cache, memory).
+    Source,
+    /// The network taking the bytes just read: the time between two body reads.
+    Network,
+    /// The compressed form of a layer being produced (read and compressed).
+    Compressed,
 }
 
 impl Progress for () {

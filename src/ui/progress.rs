@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::image::Blob;
-use crate::pool::monitor::{Analytics, Change, Status, Trend};
+use crate::pool::monitor::{Analytics, Change, Status, Tasks, Trend};
 use crate::pool::scheduler::SizeClass;
 use crate::text::units::{human_duration, human_rate};
+use crate::transfer::upload::Wait;
 
 mod analytics;
 mod live;
@@ -75,11 +76,31 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Bytes that will be sent again because the registry lost them.
     pub rewound: AtomicU64,
+    /// Nanoseconds workers spent on each [`Wait`], summed over workers.
+    waits: [AtomicU64; 3],
 }
 
 impl Counters {
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    fn add_wait(&self, what: Wait, seconds: f64) {
+        let slot = match what {
+            Wait::Source => 0,
+            Wait::Network => 1,
+            Wait::Compressed => 2,
+        };
+        if seconds.is_finite() && seconds > 0.0 {
+            self.waits[slot].fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Seconds spent reading sources, on the network, and waiting for compressed data.
+    pub fn waits(&self) -> [f64; 3] {
+        self.waits
+            .each_ref()
+            .map(|w| w.load(Ordering::Relaxed) as f64 / 1e9)
     }
 }
 
@@ -297,6 +318,13 @@ impl Reporter {
         }
     }
 
+    /// The `--verbose` report at the end of a transfer of blobs of these sizes.
+    pub fn report_analytics(&self, analytics: &Analytics, sizes: impl IntoIterator<Item = u64>) {
+        for line in render_analytics(analytics, &class_counts(sizes)) {
+            self.detail(&line);
+        }
+    }
+
     /// Removes the live block (the transfer is over, or failed).
     pub fn finish_live(&self) {
         let mut screen = self.screen();
@@ -318,6 +346,11 @@ impl Reporter {
             done: layers.iter().map(position).sum(),
             total,
             sent: self.counters.sent(),
+            tasks: Tasks {
+                total: layers.len(),
+                done: layers.iter().filter(|l| l.phase == Phase::Done).count(),
+                active: layers.iter().filter(|l| l.phase == Phase::Running).count(),
+            },
             running: layers
                 .iter()
                 .filter(|l| l.phase == Phase::Running)
@@ -348,6 +381,10 @@ impl crate::transfer::upload::Progress for Reporter {
 
     fn rewound(&self, bytes: u64) {
         self.counters.rewound.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn waited(&self, what: Wait, seconds: f64) {
+        self.counters.add_wait(what, seconds);
     }
 
     fn note(&self, message: &str) {
@@ -390,6 +427,16 @@ impl crate::transfer::upload::Progress for LayerProgress {
             self.scale
                 .store(source_bytes_per_byte.to_bits(), Ordering::Relaxed);
         }
+    }
+
+    fn waited(&self, what: Wait, seconds: f64) {
+        // A layer compressed on the way reads its body from the compressed stream.
+        let compressed = f64::from_bits(self.scale.load(Ordering::Relaxed)) != 1.0;
+        let what = match what {
+            Wait::Source if compressed => Wait::Compressed,
+            other => other,
+        };
+        self.reporter.waited(what, seconds);
     }
 
     fn note(&self, message: &str) {

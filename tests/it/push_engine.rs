@@ -244,7 +244,7 @@ fn output_to_a_pipe_has_no_escape_codes() {
         if tag == "5" {
             assert!(stderr.contains("[http] "), "{stderr}");
             assert!(stderr.contains("transfer report:"), "{stderr}");
-            assert!(stderr.contains("  strategy changes   "), "{stderr}");
+            assert!(stderr.contains("  strategy changes ("), "{stderr}");
         } else {
             assert!(!stderr.contains("transfer report:"), "{stderr}");
         }

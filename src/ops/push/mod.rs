@@ -26,7 +26,7 @@ use crate::registry::Repository;
 use crate::text::units::{human_duration, human_rate};
 use crate::transfer::compressed_upload::{Done, LayerCompression};
 use crate::transfer::upload::{Outcome, UploadOptions, Uploader};
-use crate::ui::progress::{Reporter, class_counts, human_bytes, render_analytics};
+use crate::ui::progress::{AnalyticsSummary, Reporter, human_bytes};
 use plan::Plan;
 
 #[derive(Debug, Clone)]
@@ -71,6 +71,7 @@ pub struct PushReport {
     pub layers: Vec<LayerReport>,
     /// How the worker pool ran (absent when nothing was transferred).
     pub concurrency: Option<ConcurrencyReport>,
+    pub analytics: Option<AnalyticsSummary>,
     /// What compression did (absent with `--compress none`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionReport>,
@@ -269,10 +270,8 @@ pub fn push(
     );
     if let Some(analytics) = analytics {
         remember_link_speed(state, repository, &analytics, reporter);
-        let classes = class_counts(artifact.blobs.iter().map(|b| b.size));
-        for line in render_analytics(&analytics, &classes) {
-            reporter.detail(&line);
-        }
+        report.analytics = Some(AnalyticsSummary::of(&analytics));
+        reporter.report_analytics(&analytics, artifact.blobs.iter().map(|b| b.size));
     }
     Ok(report)
 }
@@ -438,6 +437,7 @@ fn upload_blobs(
         .map(|c| batch::Meter {
             read: &read_meter,
             threads: c.threads(),
+            algorithm: plan.recipe.map_or("", |r| r.algorithm.name()),
         });
     let batch::Outcome {
         finished,

@@ -282,19 +282,34 @@ pub fn decide(window: &[Sample], current_limit: usize, tuning: &Tuning) -> Decis
         };
         return resize(up, AdaptiveBoost, format!("{evidence}: trying {up}"));
     }
+    // Going down from the start, each level that keeps up is followed at once by the
+    // next one down: a short push gets its decisions too. Any other level waits for a
+    // long quiet hold first, so a level just left is not tried again at once.
+    let descending = epochs.windows(2).all(|pair| pair[1].limit < pair[0].limit);
     if let Some(down) = tuning.step_down(current_limit)
         && !levels.contains_key(&down)
-        && settled + EPSILON >= tuning.explore_after
     {
-        return resize(
-            down,
-            NetworkOptimization,
-            format!(
-                "{} for {:.0}s: checking whether {down} keep up",
-                moved(current_limit, rate),
-                settled
-            ),
-        );
+        if descending {
+            return resize(
+                down,
+                NetworkOptimization,
+                format!(
+                    "{} (fewer not measured yet): checking whether {down} keep up",
+                    moved(current_limit, rate)
+                ),
+            );
+        }
+        if settled + EPSILON >= tuning.explore_after {
+            return resize(
+                down,
+                NetworkOptimization,
+                format!(
+                    "{} for {:.0}s: checking whether {down} keep up",
+                    moved(current_limit, rate),
+                    settled
+                ),
+            );
+        }
     }
     hold(
         HighPerformance,

@@ -5,10 +5,12 @@
 //! the window as a table of measured throughput per concurrency level and moves to the
 //! smallest level that comes within `TOLERANCE` of the best one measured; at that level
 //! it probes the next level up (twice as many workers) when that level has not been
-//! measured recently, and after a long quiet hold the next level down, to find out whether
-//! fewer workers keep up. A confident falling trend at a steady level steps down. The
-//! window is also the controller's memory: a level that did not help is not tried again
-//! until its measurement slides out, which is what keeps it from oscillating.
+//! measured recently, and the next level down to find out whether fewer workers keep up:
+//! at once while it is still descending from the start level (so a short push gets a
+//! measured decision), else after a long quiet hold. A confident falling trend at a steady
+//! level steps down. The window is also the controller's memory: a level that did not help
+//! is not tried again until its measurement slides out, which is what keeps it from
+//! oscillating.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,10 +21,12 @@ use crate::compress::MeterReading;
 use crate::pool::scheduler::Gate;
 use crate::text::units::human_rate;
 
+mod bottleneck;
 mod controller;
 mod fit;
 mod tracker;
 mod watch;
+pub use bottleneck::*;
 pub use controller::*;
 pub use fit::*;
 pub use tracker::*;
@@ -148,6 +152,18 @@ impl Strategy {
             Strategy::NetworkOptimization => "NetworkOptimization",
             Strategy::ResourceConservation => "ResourceConservation",
             Strategy::AdaptiveBoost => "AdaptiveBoost",
+        }
+    }
+
+    /// The situation in words, for the live line.
+    pub fn words(self) -> &'static str {
+        match self {
+            Strategy::Initial => "measuring the start level",
+            Strategy::HighPerformance => "holding the best level",
+            Strategy::SpeedDecline => "speed fell, stepping down",
+            Strategy::NetworkOptimization => "trimming workers the link does not reward",
+            Strategy::ResourceConservation => "no use for more workers",
+            Strategy::AdaptiveBoost => "adding workers",
         }
     }
 }

@@ -257,8 +257,46 @@ fn a_slower_level_returns_to_the_faster_one() {
 }
 
 #[test]
-fn at_the_maximum_the_best_level_is_held() {
+fn the_start_level_once_measured_is_followed_at_once_by_a_probe_down() {
     let window = trace(&[stretch(8, 3.0, &flat(10.0))]);
+    assert_eq!(
+        decide(&window, 8, &tuning()),
+        resized(
+            4,
+            Strategy::NetworkOptimization,
+            "8 workers moved 10.0 MB/s (fewer not measured yet): checking whether 4 keep up"
+        )
+    );
+    // Each level down that keeps up is followed by the next one.
+    let window = trace(&[stretch(8, 3.0, &flat(10.0)), stretch(4, 3.0, &flat(10.0))]);
+    assert_eq!(
+        decide(&window, 4, &tuning()),
+        resized(
+            2,
+            Strategy::NetworkOptimization,
+            "4 workers moved 10.0 MB/s (fewer not measured yet): checking whether 2 keep up"
+        )
+    );
+    // A level left going up waits for a long hold before it goes down again.
+    let window = trace(&[
+        stretch(8, 3.0, &flat(10.0)),
+        stretch(4, 3.0, &flat(6.0)),
+        stretch(8, 3.0, &flat(10.0)),
+        stretch(4, 3.0, &flat(10.0)),
+    ]);
+    assert!(matches!(
+        decide(&window, 4, &tuning()),
+        Decision::Hold { .. }
+    ));
+}
+
+#[test]
+fn at_the_maximum_the_best_level_is_held() {
+    let window = trace(&[
+        stretch(8, 3.0, &flat(10.0)),
+        stretch(4, 3.0, &flat(6.0)),
+        stretch(8, 3.0, &flat(10.0)),
+    ]);
     assert_eq!(
         decide(&window, 8, &tuning()),
         held(
@@ -441,4 +479,42 @@ fn initial_level_is_one_worker_per_blob_within_bounds() {
     assert_eq!(tuning.step_up(8), None);
     assert_eq!(tuning.step_down(3), Some(2));
     assert_eq!(tuning.step_down(2), None);
+}
+
+#[test]
+fn a_short_push_gets_a_measured_decision_and_its_levels_are_kept() {
+    let mut tracker = Tracker::new(Some(tuning()), 8);
+    // A link full at any level: fewer workers do as well.
+    let mut sent = 0.0;
+    let mut changes = Vec::new();
+    for k in 0..=40 {
+        let limit = tracker.limit();
+        if k > 0 {
+            sent += 10.0 * MB * STEP;
+        }
+        changes.extend(tracker.observe(Sample {
+            at: k as f64 * STEP,
+            sent: sent as u64,
+            running: limit,
+            limit,
+            queued: 10,
+        }));
+    }
+    let first = changes.first().expect("a decision within 10 seconds");
+    assert_eq!((first.from, first.to), (8, 4));
+    assert!(first.at_seconds <= 4.0, "{first:?}");
+    assert!(
+        first.reason.contains("8 workers moved 10.0 MB/s"),
+        "{first:?}"
+    );
+    let levels: Vec<usize> = tracker
+        .analytics()
+        .levels
+        .iter()
+        .map(|l| l.workers)
+        .collect();
+    assert!(levels.contains(&4) && levels.contains(&8), "{levels:?}");
+    for level in tracker.analytics().levels {
+        assert!((level.speed - 10.0 * MB).abs() < 0.01 * MB, "{level:?}");
+    }
 }

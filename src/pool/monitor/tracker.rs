@@ -22,6 +22,8 @@ pub struct Status {
     pub running: usize,
     pub limit: usize,
     pub max: usize,
+    /// The best speed seen so far (averaged over a few seconds), 0 before it is known.
+    pub peak: f64,
     /// `None` for a fixed concurrency.
     pub strategy: Option<Strategy>,
     /// While layers are compressed on the way: the compressors' side of the pipeline.
@@ -86,8 +88,11 @@ pub struct CompressionAnalytics {
     /// Seconds in which the compressors, and the network, limited the push.
     pub compression_bound_seconds: f64,
     pub network_bound_seconds: f64,
-    /// The side that limited the push most of the time.
+    /// The side that limited the push: compression when the measured verdict says so
+    /// (see [`Analytics::measured`]), else the network.
     pub bottleneck: Bottleneck,
+    /// `gzip` or `zstd`, when known.
+    pub algorithm: &'static str,
 }
 
 /// A change the controller made, for the log and the report.
@@ -121,6 +126,85 @@ pub struct Analytics {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionAnalytics>,
+    /// Bytes per second over the last few seconds.
+    pub current_speed: f64,
+    /// Standard deviation of the per-sample speed over its mean, in percent.
+    pub variance_pct: f64,
+    /// Measured throughput of every level that ran with all its workers busy.
+    pub levels: Vec<LevelSpeed>,
+    /// The most workers allowed.
+    pub max_workers: usize,
+    /// What the workers' time went to, and the verdict on it (set by the pool's runner).
+    pub time: WorkerTime,
+    pub bottleneck: Stage,
+    pub bottleneck_share: f64,
+    pub tasks: Tasks,
+    pub priority: Priority,
+    pub resources: Resources,
+}
+
+/// Throughput measured at one concurrency level.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LevelSpeed {
+    pub workers: usize,
+    pub speed: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tasks {
+    pub total: usize,
+    pub done: usize,
+    pub active: usize,
+}
+
+/// Blobs per place in the queue: large ones first (high), then medium, then small (low).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Priority {
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+}
+
+impl Priority {
+    pub fn of(sizes: impl IntoIterator<Item = u64>) -> Priority {
+        use crate::pool::scheduler::SizeClass;
+        let mut priority = Priority::default();
+        for size in sizes {
+            match SizeClass::of(size) {
+                SizeClass::Large => priority.high += 1,
+                SizeClass::Medium => priority.medium += 1,
+                SizeClass::Small => priority.low += 1,
+            }
+        }
+        priority
+    }
+}
+
+/// What the process used while the transfer ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Resources {
+    /// CPU time over wall time, in percent of one core.
+    pub cpu_percent: f64,
+    pub peak_rss_bytes: u64,
+}
+
+impl Analytics {
+    /// Records where the workers' time went and judges the bottleneck from it; the
+    /// compression figures then name the same side.
+    pub fn measured(&mut self, time: WorkerTime) {
+        let verdict = verdict(&time);
+        self.time = time;
+        self.bottleneck = verdict.stage;
+        self.bottleneck_share = verdict.share;
+        if let Some(c) = &mut self.compression {
+            c.bottleneck = if verdict.stage == Stage::Compression {
+                Bottleneck::Compression
+            } else {
+                Bottleneck::Network
+            };
+        }
+    }
 }
 
 /// The monitor's state between samples: the window, running totals for the report and,
@@ -144,6 +228,10 @@ pub struct Tracker {
     pub(super) compressor_threads: usize,
     /// Seconds judged compression-bound and network-bound.
     pub(super) bound: [f64; 2],
+    /// Bytes and seconds measured per level (every allowed worker busy, settled).
+    pub(super) levels: BTreeMap<usize, (f64, f64)>,
+    /// When the current level came into force.
+    pub(super) level_since: f64,
 }
 
 impl Tracker {
@@ -167,6 +255,8 @@ impl Tracker {
             compression_first: None,
             compressor_threads: 0,
             bound: [0.0; 2],
+            levels: BTreeMap::new(),
+            level_since: 0.0,
         }
     }
 
@@ -253,6 +343,7 @@ impl Tracker {
             } else {
                 Bottleneck::Network
             },
+            algorithm: "",
         })
     }
 
@@ -280,7 +371,10 @@ impl Tracker {
                     self.limit_seconds += sample.limit as f64 * seconds;
                     self.busy_seconds += seconds;
                 }
+                self.measure_level(&previous, &sample, rate * seconds);
             }
+        } else {
+            self.level_since = sample.at;
         }
         self.first.get_or_insert(sample);
         self.window.push_back(sample);
@@ -321,6 +415,21 @@ impl Tracker {
             self.changes.push(change.clone());
         }
         Some(change)
+    }
+
+    /// Adds an interval to its level's measurement when every allowed worker was busy
+    /// and the level had settled.
+    fn measure_level(&mut self, previous: &Sample, sample: &Sample, bytes: f64) {
+        if sample.limit != previous.limit {
+            self.level_since = previous.at;
+        }
+        let full = previous.running == sample.limit && sample.running == sample.limit;
+        let settle = self.tuning.as_ref().map_or(SETTLE, |t| t.settle);
+        if full && previous.at + EPSILON >= self.level_since + settle {
+            let level = self.levels.entry(sample.limit).or_insert((0.0, 0.0));
+            level.0 += bytes;
+            level.1 += sample.at - previous.at;
+        }
     }
 
     /// Average speed over the last `span` seconds, or since the first sample when the
@@ -374,6 +483,7 @@ impl Tracker {
             running: last.map_or(0, |s| s.running),
             limit: self.limit,
             max: self.max,
+            peak: self.peak,
             strategy: self.strategy(),
             compression: self.compression_status(),
         }
@@ -405,6 +515,25 @@ impl Tracker {
             trend_r2: fit.map_or(0.0, |f| f.r2),
             changes: self.changes.clone(),
             compression: self.compression_analytics(),
+            current_speed: self.rate_over(SPEED_SPAN).unwrap_or(0.0),
+            variance_pct: fit.map_or(0.0, |f| f.variation() * 100.0),
+            levels: self
+                .levels
+                .iter()
+                .filter(|&(_, &(_, seconds))| seconds > 0.0)
+                .map(|(&workers, &(bytes, seconds))| LevelSpeed {
+                    workers,
+                    speed: bytes / seconds,
+                    seconds,
+                })
+                .collect(),
+            max_workers: self.max,
+            time: WorkerTime::default(),
+            bottleneck: Stage::None,
+            bottleneck_share: 0.0,
+            tasks: Tasks::default(),
+            priority: Priority::default(),
+            resources: Resources::default(),
         }
     }
 }

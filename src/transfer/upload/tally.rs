@@ -93,12 +93,14 @@ impl<R: Read> Read for HashFeed<R> {
 }
 
 /// Reports bytes as the network takes them from the source, and ends the body early
-/// when a stop is requested and `stop` is given.
+/// when a stop is requested and `stop` is given. Times the reads (the source) and the gaps
+/// between them (the transport writing what was read: the network).
 pub(crate) struct Counting<R> {
     inner: R,
     progress: Arc<dyn Progress>,
     counter: Arc<AtomicU64>,
     stop: Option<StopSignal>,
+    last_read: Option<Instant>,
 }
 
 impl<R> Counting<R> {
@@ -113,6 +115,7 @@ impl<R> Counting<R> {
             progress,
             counter,
             stop,
+            last_read: None,
         }
     }
 }
@@ -122,7 +125,17 @@ impl<R: Read> Read for Counting<R> {
         if self.stop.as_ref().is_some_and(StopSignal::is_requested) {
             return Err(Stopped::io_error());
         }
+        let asked = Instant::now();
+        if let Some(last) = self.last_read {
+            self.progress
+                .waited(Wait::Network, (asked - last).as_secs_f64());
+        }
         let n = self.inner.read(buf)?;
+        let read = Instant::now();
+        self.progress
+            .waited(Wait::Source, (read - asked).as_secs_f64());
+        // After the last byte the transport waits for the registry's answer, not the link.
+        self.last_read = (n > 0).then_some(read);
         self.progress.sent(n as u64);
         self.counter.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)

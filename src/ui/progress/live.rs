@@ -13,6 +13,8 @@ pub struct View {
     pub total: u64,
     /// Bytes handed to the network (fewer than `done` when layers are compressed).
     pub sent: u64,
+    /// Blobs done, of all, and running now.
+    pub tasks: Tasks,
     pub running: Vec<LayerView>,
 }
 
@@ -24,6 +26,7 @@ pub struct LayerView {
 }
 
 pub(super) const GREEN: &str = "32";
+pub(super) const YELLOW: &str = "33";
 pub(super) const RED: &str = "31";
 pub(super) const CYAN: &str = "36";
 
@@ -130,6 +133,33 @@ pub(super) fn eta_text(view: &View) -> String {
     }
 }
 
+/// The bar's colour: the current speed against the best seen. Green until a best is known.
+pub fn speed_color(speed: f64, peak: f64) -> &'static str {
+    if peak <= 0.0 || speed >= 0.8 * peak {
+        GREEN
+    } else if speed >= 0.5 * peak {
+        YELLOW
+    } else {
+        RED
+    }
+}
+
+/// `T:23/51 A:6`: blobs done of all, and active.
+pub(super) fn tasks(view: &View) -> String {
+    format!(
+        "T:{}/{} A:{}",
+        view.tasks.done, view.tasks.total, view.tasks.active
+    )
+}
+
+/// `auto: adding workers` or `fixed`.
+pub(super) fn mode(status: &Status) -> String {
+    match status.strategy {
+        Some(strategy) => format!("auto: {}", strategy.words()),
+        None => "fixed".to_string(),
+    }
+}
+
 pub(super) fn workers(status: &Status) -> String {
     if status.strategy.is_some() {
         format!(
@@ -171,7 +201,7 @@ pub fn render_live(view: &View, width: usize, color: bool) -> Vec<String> {
         let (head, rest) = bar(view.done, view.total, inner);
         overall = overall
             .plain("[")
-            .colored(head, GREEN)
+            .colored(head, speed_color(status.speed, status.peak))
             .plain(format!("{rest}] "));
     }
     let overall = match arrow_color {
@@ -181,11 +211,9 @@ pub fn render_live(view: &View, width: usize, color: bool) -> Vec<String> {
     .plain(tail);
     let mut lines = vec![overall.finish(width, color)];
 
-    let mut engine = Line::default().plain(workers(status));
-    match status.strategy {
-        Some(strategy) => engine = engine.plain("  ").colored(strategy.name(), CYAN),
-        None => engine = engine.plain("  fixed"),
-    }
+    let mut engine = Line::default()
+        .plain(format!("{}  {}  ", tasks(view), workers(status)))
+        .colored(mode(status), CYAN);
     if let Some(compression) = &status.compression {
         engine = engine
             .plain(format!(
@@ -238,10 +266,7 @@ pub fn render_summary(view: &View) -> String {
         Trend::Steady => "steady",
         Trend::Falling => "falling",
     };
-    let mut engine = match status.strategy {
-        Some(strategy) => format!("{}, {}", workers(status), strategy.name()),
-        None => workers(status),
-    };
+    let mut engine = format!("{}; {}, {}", tasks(view), workers(status), mode(status));
     if let Some(c) = &status.compression {
         engine.push_str(&format!(
             "; compressing {} to {:.0}% ({} {:.0}% busy), bottleneck {}",

@@ -10,6 +10,7 @@ fn status(strategy: Option<Strategy>) -> Status {
         running: 3,
         limit: 4,
         max: 8,
+        peak: 13_000_000.0,
         strategy,
         compression: None,
     }
@@ -21,6 +22,11 @@ fn view(strategy: Option<Strategy>, running: usize) -> View {
         done: 1_234_000_000,
         total: 2_700_000_000,
         sent: 1_234_000_000,
+        tasks: Tasks {
+            total: 51,
+            done: 23,
+            active: running,
+        },
         running: (0..running)
             .map(|i| LayerView {
                 id: format!("{i:012x}"),
@@ -47,7 +53,10 @@ fn live_block_fits_80_columns() {
         lines[0],
         "[============>                 ]  45% 1.2 GB/2.7 GB 12.3 MB/s ↑ ETA 1m59s (84%)"
     );
-    assert_eq!(lines[1], "workers 3/4 (max 8)  HighPerformance");
+    assert_eq!(
+        lines[1],
+        "T:23/51 A:12  workers 3/4 (max 8)  auto: holding the best level"
+    );
     assert_eq!(
         lines[2],
         "  000000000000 [========>           ]  48% 300.0 MB/620.0 MB"
@@ -66,14 +75,14 @@ fn narrow_terminals_drop_the_bar_and_cut_lines() {
     // At 40 columns the ETA no longer fits; a short bar still does.
     let lines = render_live(&view(None, 0), 40, false);
     assert_eq!(lines[0], "[=>    ]  45% 1.2 GB/2.7 GB 12.3 MB/s ↑");
-    assert_eq!(lines[1], "workers 3/4  fixed");
+    assert_eq!(lines[1], "T:23/51 A:0  workers 3/4  fixed");
 }
 
 #[test]
 fn colour_only_when_allowed() {
     let colored = render_live(&view(Some(Strategy::AdaptiveBoost), 1), 80, true);
     assert!(colored[0].contains("\x1b[32m"));
-    assert!(colored[1].contains("\x1b[36mAdaptiveBoost\x1b[0m"));
+    assert!(colored[1].contains("\x1b[36mauto: adding workers\x1b[0m"));
     let plain = render_live(&view(Some(Strategy::AdaptiveBoost), 1), 80, false);
     assert!(plain.iter().all(|l| !has_control_codes(l)));
     assert_eq!(
@@ -138,7 +147,7 @@ fn summary_line_is_plain_text() {
     let line = render_summary(&view(Some(Strategy::SpeedDecline), 3));
     assert_eq!(
         line,
-        "progress: 45% (1.2 GB of 2.7 GB) at 12.3 MB/s (rising); workers 3/4 (max 8), SpeedDecline; ETA 1m59s (84%)"
+        "progress: 45% (1.2 GB of 2.7 GB) at 12.3 MB/s (rising); T:23/51 A:3; workers 3/4 (max 8), auto: speed fell, stepping down; ETA 1m59s (84%)"
     );
     assert!(!has_control_codes(&line));
     let unknown_speed = View {
@@ -177,42 +186,17 @@ fn classes_are_counted_largest_first() {
 }
 
 #[test]
-fn analytics_report_names_every_figure() {
-    let analytics = Analytics {
-        dynamic: true,
-        seconds: 100.0,
-        bytes_sent: 1_000_000_000,
-        average_speed: 10_000_000.0,
-        peak_speed: 12_500_000.0,
-        utilization: 0.9,
-        mean_running: 3.6,
-        mean_limit: 4.0,
-        final_limit: 4,
-        trend_slope: -10_000.0,
-        trend_r2: 0.3,
-        changes: vec![Change {
-            at_seconds: 3.0,
-            from: 2,
-            to: 4,
-            strategy: Strategy::AdaptiveBoost,
-            reason: "2 workers moved 5.0 MB/s: trying 4".to_string(),
-        }],
-        compression: None,
-    };
-    let lines = render_analytics(&analytics, &class_counts([10, 200 << 20]));
-    assert_eq!(
-        lines,
-        vec![
-            "transfer report:",
-            "  pipeline speed     10.0 MB/s average, 12.5 MB/s peak (1.0 GB sent in 1m40s)",
-            "  efficiency         80% of the peak speed",
-            "  concurrency        3.6 of 4.0 allowed workers busy on average (90% utilization); dynamic, ending at 4",
-            "  priority order     largest first: medium 1 blob, 209.7 MB; small (<100 MiB) 1 blob, 10 B",
-            "  speed trend        -600.0 kB/s/min (R² 0.30, low confidence)",
-            "  strategy changes   1",
-            "        3.0s  2 -> 4  AdaptiveBoost: 2 workers moved 5.0 MB/s: trying 4",
-        ]
-    );
+fn bar_colour_follows_the_speed_against_the_best_seen() {
+    assert_eq!(speed_color(10.0, 0.0), GREEN, "no best yet");
+    assert_eq!(speed_color(9.0, 10.0), GREEN);
+    assert_eq!(speed_color(6.0, 10.0), YELLOW);
+    assert_eq!(speed_color(2.0, 10.0), RED);
+    let mut slow = view(None, 1);
+    slow.status.speed = 2_000_000.0;
+    let lines = render_live(&slow, 80, true);
+    assert!(lines[0].starts_with("[\x1b[31m"), "{:?}", lines[0]);
+    let lines = render_live(&view(None, 1), 80, true);
+    assert!(lines[0].starts_with("[\x1b[32m"), "{:?}", lines[0]);
 }
 
 #[test]
@@ -231,7 +215,7 @@ fn compression_shows_its_speed_and_the_bottleneck() {
     let lines = render_live(&view, 100, false);
     assert_eq!(
         lines[1],
-        "workers 3/4  fixed  compress 85.0 MB/s (33%), bottleneck: compression"
+        "T:23/51 A:0  workers 3/4  fixed  compress 85.0 MB/s (33%), bottleneck: compression"
     );
     assert!(lines[0].ends_with("ETA 40s (84%)"), "{}", lines[0]);
     assert!(
