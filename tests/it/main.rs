@@ -13,6 +13,7 @@ mod cache_trust;
 mod compression;
 mod credential_safety;
 mod fault_tolerance;
+mod field_archives;
 mod fixtures_selftest;
 mod fuzz_regressions;
 mod harness_selftest;

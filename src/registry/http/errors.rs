@@ -12,13 +12,14 @@ use crate::text::sanitize::{sanitize, sanitize_to};
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     #[derive(serde::Deserialize)]
     struct Errors {
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         errors: Vec<ErrorItem>,
     }
     #[derive(serde::Deserialize)]
     struct ErrorItem {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         code: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         message: String,
     }
     match serde_json::from_slice::<Errors>(body) {
