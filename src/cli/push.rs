@@ -267,6 +267,7 @@ fn push_resolved(
             )?,
             force: args.force_upload,
             mount_from: args.mount_from.clone(),
+            body_limit: Default::default(),
             retry: connection.retry.clone(),
             stop: connection.retry.stop.clone(),
         },

@@ -25,6 +25,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -356,7 +357,8 @@ impl LayerCompression<'_> {
         let mut reused = offset;
         let sent = Arc::new(AtomicU64::new(0));
         let mut resumes = 0u32;
-        let chunk_size = stream_chunk_size(rules, session.chunk_min_length);
+        let mut chunk_size = stream_chunk_size(rules, session.chunk_min_length);
+        chunk_size = uploader.limited_chunk(chunk_size as u64) as usize;
         // The compressed size is known only at the end; the layer's own size bounds it
         // closely enough for a budget.
         let mut budget = Budget::for_blob(&self.options.retry, layer.size, chunk_size as u64);
@@ -425,6 +427,7 @@ impl LayerCompression<'_> {
                                 Some(held) if rules.trust_range && held < end => held,
                                 _ => end,
                             };
+                            uploader.body_accepted(length);
                             self.remember_stream(layer, &session, offset, &table);
                             let wasted = sent.load(Ordering::Relaxed) - sent_before;
                             let wasted = retry::wasted(chunk.start, wasted, offset);
@@ -450,6 +453,22 @@ impl LayerCompression<'_> {
                                 }
                             }
                             continue;
+                        }
+                        Ok(ChunkOutcome::Refused(response)) if response.status == 413 => {
+                            // Smaller chunks from where the registry stands, produced anew.
+                            let what = format!("uploading layer {}", layer.digest.short());
+                            let (smaller, said) = uploader
+                                .shrink_after_413(response, length, &what)
+                                .inspect_err(|_| {
+                                    self.repository.cancel_upload(&session);
+                                    self.forget_stream(layer);
+                                })?;
+                            chunk_size = smaller as usize;
+                            Failure {
+                                reason: said,
+                                retry_after: Some(Duration::ZERO),
+                                in_commit: false,
+                            }
                         }
                         Ok(ChunkOutcome::Refused(response)) => {
                             let what = format!("uploading layer {}", layer.digest.short());
@@ -501,9 +520,9 @@ impl LayerCompression<'_> {
                 session = resumed;
                 offset = held;
                 match next_step(&chunk, held) {
-                    Step::Send(rest) => pending = Some(rest),
+                    Step::Send(rest) if rest.bytes.len() <= chunk_size => pending = Some(rest),
                     Step::Next => {}
-                    Step::Recompress => {
+                    Step::Send(_) | Step::Recompress => {
                         chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
                     }
                 }

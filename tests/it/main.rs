@@ -5,6 +5,7 @@
 mod fixtures;
 mod support;
 
+mod body_caps;
 mod bounded_input;
 mod cache_commands;
 mod cache_extract;

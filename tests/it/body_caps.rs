@@ -1,0 +1,91 @@
+//! A registry behind a front end with a request body cap (nginx `client_max_body_size`,
+//! Cloudflare's 100 MB): a 413 to an upload shrinks the chunks and the same session goes
+//! on; the size that went through is remembered for the next run; nginx's HTML error
+//! page never reaches the terminal whole.
+
+use std::path::{Path, PathBuf};
+
+use crate::fixtures::*;
+use crate::support::nginx_front::NginxFront;
+use crate::support::verify::*;
+use crate::support::{Pusher, RegistryClient, RegistryOptions, Run, TestRegistry, workspace_tmp};
+
+const MIB: usize = 1 << 20;
+
+fn push_through(front: &NginxFront, dir: &Path, archive: &Path, target: &str) -> Run {
+    Pusher::new(dir, &["push", "--source"])
+        .arg(archive)
+        .arg("--target")
+        .arg(format!("{}/{target}", front.url()))
+        .run()
+}
+
+/// An OCI archive of one image with one uncompressed 64 MiB layer.
+fn big_image(dir: &Path, name: &str, seed: u64) -> (PathBuf, Expected) {
+    let archive = dir.join(name);
+    let exp = write_oci_archive(
+        &archive,
+        &[(OciEntry::Image(image(seed, &[64 * MIB], false)), "1")],
+    )
+    .unwrap();
+    (archive, exp)
+}
+
+fn refusals(front: &NginxFront) -> usize {
+    front
+        .access_log()
+        .lines()
+        .filter(|l| l.contains("\" 413 "))
+        .count()
+}
+
+#[test]
+fn a_64_mib_image_goes_through_a_20m_body_cap_and_the_next_run_starts_at_the_size_that_worked() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    let front = NginxFront::start(&registry, "20m");
+    let dir = workspace_tmp();
+
+    let (first, exp) = big_image(dir.path(), "first.tar", 51);
+    let run = push_through(&front, dir.path(), &first, "capped/app:1").success();
+    let digest = verify_target(&client, "capped/app", "1", &exp.targets[0]);
+    assert_eq!(run.pushed().1, digest);
+    let said = "the registry's front end refused 32 MiB bodies; using 16 MiB chunks";
+    assert_eq!(run.stderr.matches(said).count(), 1, "said once\n{run}");
+    let layer = &exp.targets[0].manifests[0].layers[0].digest;
+    let short = &digest_hex(layer)[..12];
+    let switch = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("switching to chunked upload"))
+        .unwrap_or_else(|| panic!("no fallback line\n{run}"));
+    assert!(
+        switch.starts_with(&format!("blob {short}: the registry refused 67.1 MB in one request"))
+            && switch.ends_with(
+                "(HTTP 413 Payload Too Large: 413 Request Entity Too Large); switching to chunked upload"
+            ),
+        "the fallback line has the blob prefix, the size and nginx's reason: {switch}"
+    );
+    assert!(
+        !run.stderr.contains("<html>") && !run.stderr.contains("nginx/"),
+        "{run}"
+    );
+    // The one PUT and one 32 MiB PATCH, then 16 MiB chunks of the same session.
+    assert_eq!(refusals(&front), 2, "{}", front.access_log());
+
+    let (second, exp) = big_image(dir.path(), "second.tar", 52);
+    let run = push_through(&front, dir.path(), &second, "capped/other:1").success();
+    verify_target(&client, "capped/other", "1", &exp.targets[0]);
+    assert!(
+        run.stderr.contains(
+            "the registry's front end took 16 MiB bodies on an earlier run; using 16 MiB chunks"
+        ),
+        "{run}"
+    );
+    assert_eq!(
+        refusals(&front),
+        2,
+        "no refusal on the second run\n{}",
+        front.access_log()
+    );
+}
