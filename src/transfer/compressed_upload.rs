@@ -25,7 +25,6 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -457,18 +456,40 @@ impl LayerCompression<'_> {
                         Ok(ChunkOutcome::Refused(response)) if response.status == 413 => {
                             // Smaller chunks from where the registry stands, produced anew.
                             let what = format!("uploading layer {}", layer.digest.short());
-                            let (smaller, said) = uploader
+                            let (smaller, _) = uploader
                                 .shrink_after_413(response, length, &what)
                                 .inspect_err(|_| {
-                                    self.repository.cancel_upload(&session);
-                                    self.forget_stream(layer);
-                                })?;
+                                self.repository.cancel_upload(&session);
+                                self.forget_stream(layer);
+                            })?;
                             chunk_size = smaller as usize;
-                            Failure {
-                                reason: said,
-                                retry_after: Some(Duration::ZERO),
-                                in_commit: false,
+                            // Not a failure of the link: no wait, no failure counted,
+                            // unless the registry dropped the session (see upload).
+                            let (resumed, held) = resume_point(self.repository, &session, rules)?;
+                            let why = "the registry's front end refused the request (HTTP 413)";
+                            if held == 0 && !same_session(&session, &resumed) {
+                                self.progress.note(&format!(
+                                    "layer {}: the registry lost the upload session; starting the layer over",
+                                    layer.digest.short()
+                                ));
+                                reused = 0;
+                                self.progress.rewound(offset);
+                                let verdict = budget.record_failure(None);
+                                uploader.pause(verdict.wait(&stopped_at(layer, 0), why)?);
+                            } else if held < offset {
+                                self.progress.rewound(offset - held);
                             }
+                            let wasted = sent.load(Ordering::Relaxed) - sent_before;
+                            (budget.after_resume(
+                                offset,
+                                held,
+                                retry::wasted(offset, wasted, held),
+                            ))
+                            .map_err(|e| e.error(&stopped_at(layer, held), why))?;
+                            (session, offset) = (resumed, held);
+                            chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
+                            self.remember_stream(layer, &session, offset, &table);
+                            continue;
                         }
                         Ok(ChunkOutcome::Refused(response)) => {
                             let what = format!("uploading layer {}", layer.digest.short());
@@ -520,9 +541,9 @@ impl LayerCompression<'_> {
                 session = resumed;
                 offset = held;
                 match next_step(&chunk, held) {
-                    Step::Send(rest) if rest.bytes.len() <= chunk_size => pending = Some(rest),
+                    Step::Send(rest) => pending = Some(rest),
                     Step::Next => {}
-                    Step::Send(_) | Step::Recompress => {
+                    Step::Recompress => {
                         chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
                     }
                 }

@@ -89,3 +89,71 @@ fn a_64_mib_image_goes_through_a_20m_body_cap_and_the_next_run_starts_at_the_siz
         front.access_log()
     );
 }
+
+#[test]
+fn a_layer_compressed_on_the_way_shrinks_its_chunks_under_the_cap_too() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    let front = NginxFront::start(&registry, "2m");
+    let dir = workspace_tmp();
+    let layer = crate::compression::text_layer(53, 24 * MIB);
+    let diff_id = layer.diff_id.clone();
+    let img = TestImage::from_layers(53, vec![layer], ("linux", "amd64"));
+    let archive = dir.path().join("text.tar");
+    write_oci_archive(&archive, &[(OciEntry::Image(img), "1")]).unwrap();
+    let run = Pusher::new(dir.path(), &["push", "--compress", "gzip", "--source"])
+        .arg(&archive)
+        .arg("--target")
+        .arg(format!("{}/squeezed/app:1", front.url()))
+        .run()
+        .success();
+    assert!(
+        run.stderr.contains("the registry's front end refused"),
+        "{run}"
+    );
+    assert!(refusals(&front) > 0, "{}", front.access_log());
+    let (manifest, _) = fetch_manifest(&client, "squeezed/app", "1");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let pushed = &manifest["layers"][0];
+    assert!(
+        pushed["mediaType"].as_str().unwrap().ends_with("gzip"),
+        "{manifest}"
+    );
+    let blob = client.get_blob("squeezed/app", pushed["digest"].as_str().unwrap());
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut tar)
+        .unwrap();
+    assert_eq!(
+        crate::support::sha256_digest(&tar),
+        diff_id,
+        "the layer is whole"
+    );
+}
+
+#[test]
+fn a_cap_below_the_smallest_chunk_stops_with_one_line_and_no_html() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let front = NginxFront::start(&registry, "1k");
+    let dir = workspace_tmp();
+    let archive = dir.path().join("small.tar");
+    write_oci_archive(
+        &archive,
+        &[(OciEntry::Image(image(54, &[3 * MIB], true)), "1")],
+    )
+    .unwrap();
+    let run = push_through(&front, dir.path(), &archive, "tiny/app:1").failure(6);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "{run}");
+    assert!(
+        errors[0].contains("HTTP 413 Payload Too Large: 413 Request Entity Too Large"),
+        "status, reason and the page's first line: {run}"
+    );
+    assert!(
+        run.stderr.contains("client_max_body_size"),
+        "the hint says where to fix it\n{run}"
+    );
+    assert!(
+        !run.stderr.contains("<html>") && !run.stderr.contains("nginx/1"),
+        "{run}"
+    );
+}
