@@ -157,3 +157,68 @@ fn a_cap_below_the_smallest_chunk_stops_with_one_line_and_no_html() {
         "{run}"
     );
 }
+
+/// nginx's own 413 page, as `client_max_body_size` answers.
+const NGINX_413: &str = "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n";
+
+#[test]
+fn a_413_after_the_registry_dropped_the_session_starts_the_blob_over_in_smaller_chunks() {
+    use crate::support::{Fault, FaultProxy, Match, Mode, Rule};
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let client = RegistryClient::new(&registry);
+    // A front end that does not buffer passed part of the chunk on, so the registry
+    // dropped the session (distribution 2.8 does), then refused the rest.
+    let proxy = FaultProxy::start(&registry.host(), Mode::Buffering);
+    proxy.add(Rule::new(
+        Match::patch(),
+        Fault::Respond {
+            status: 413,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: NGINX_413.into(),
+        },
+    ));
+    proxy.add(Rule::new(
+        Match::method("GET").path("/blobs/uploads/"),
+        Fault::respond_error(
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+            "blob upload unknown to registry",
+        ),
+    ));
+    let dir = workspace_tmp();
+    let archive = dir.path().join("app.tar");
+    let exp = write_oci_archive(
+        &archive,
+        &[(OciEntry::Image(image(55, &[3 * MIB], false)), "1")],
+    )
+    .unwrap();
+    let run = Pusher::new(
+        dir.path(),
+        &[
+            "push",
+            "--chunk-size",
+            "2M",
+            "--large-layer-threshold",
+            "1M",
+            "--source",
+        ],
+    )
+    .arg(&archive)
+    .arg("--target")
+    .arg(format!("http://{}/dropped/app:1", proxy.host()))
+    .run()
+    .success();
+    assert_eq!(proxy.fired(), vec![1, 1], "{}", proxy.describe());
+    assert!(
+        run.stderr
+            .contains("the registry lost the upload session; starting the blob over"),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains("the registry's front end refused 2 MiB bodies; using 1 MiB chunks"),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("<html>"), "{run}");
+    verify_target(&client, "dropped/app", "1", &exp.targets[0]);
+}
