@@ -467,6 +467,8 @@ impl LayerCompression<'_> {
                             // unless the registry dropped the session (see upload).
                             let (resumed, held) = resume_point(self.repository, &session, rules)?;
                             let why = "the registry's front end refused the request (HTTP 413)";
+                            let wasted = sent.load(Ordering::Relaxed) - sent_before;
+                            self.progress.rewound(wasted);
                             if held == 0 && !same_session(&session, &resumed) {
                                 self.progress.note(&format!(
                                     "layer {}: the registry lost the upload session; starting the layer over",
@@ -479,7 +481,6 @@ impl LayerCompression<'_> {
                             } else if held < offset {
                                 self.progress.rewound(offset - held);
                             }
-                            let wasted = sent.load(Ordering::Relaxed) - sent_before;
                             (budget.after_resume(
                                 offset,
                                 held,

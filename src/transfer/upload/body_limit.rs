@@ -185,6 +185,8 @@ impl Uploader<'_> {
         let (resumed, held) = resume_point(self.repository, session, rules)?;
         let held = held.min(blob.size);
         let reason = "the registry's front end refused the request (HTTP 413)";
+        // The refused body's bytes were counted as progress; they go again.
+        self.progress.rewound(transfer.sent() - sent_before);
         if transfer.restart_if_lost(session, &resumed, held) {
             self.progress.note(&format!(
                 "blob {}: the registry lost the upload session; starting the blob over",
