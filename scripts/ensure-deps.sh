@@ -15,6 +15,8 @@ if [ "$purpose" != demo ]; then
   [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   have file || need+=(file)
   have ip || need+=(iproute2)
+  # The body-cap tests put a real nginx in front of the registry.
+  [ -x /usr/sbin/nginx ] || have nginx || need+=(nginx-light)
 fi
 if [ "$purpose" = bench ]; then
   have ip || need+=(iproute2)

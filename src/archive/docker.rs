@@ -8,7 +8,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::tarball::Tarball;
+use super::files::Files;
 use crate::error::{Error, Result};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::{self, Artifact, Blob, Descriptor, MAX_JSON_BYTES, RawManifest, media};
@@ -19,7 +19,11 @@ pub struct LegacyImage {
     pub config: String,
     #[serde(rename = "RepoTags", default)]
     pub repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers", default)]
+    #[serde(
+        rename = "Layers",
+        default,
+        deserialize_with = "crate::image::nullable::or_empty"
+    )]
     pub layers: Vec<String>,
     /// Non-distributable (foreign) layers, keyed by diff_id; their bytes are not in the archive.
     #[serde(rename = "LayerSources", default)]
@@ -40,10 +44,10 @@ pub fn parse_manifest_json(bytes: &[u8]) -> Result<Vec<LegacyImage>> {
 
 /// The artifact for one legacy image, plus where each of its blobs lives in the archive.
 pub fn build_artifact(
-    tarball: &Tarball,
+    files: &Files,
     image: &LegacyImage,
 ) -> Result<(Artifact, Vec<(Digest, String)>)> {
-    let config_bytes = tarball.read_small(&image.config, MAX_JSON_BYTES)?;
+    let config_bytes = files.read_small(&image.config, MAX_JSON_BYTES)?;
     let config = image::parse_config(&config_bytes).map_err(|e| e.context(&image.config))?;
     let diff_ids = config.diff_ids();
     if diff_ids.len() != image.layers.len() {
@@ -63,7 +67,7 @@ pub fn build_artifact(
     let mut layers = Vec::new();
     for (path, diff_id) in image.layers.iter().zip(diff_ids) {
         let foreign = image.layer_sources.as_ref().and_then(|s| s.get(diff_id));
-        match (tarball.entry(path), foreign) {
+        match (files.size(path), foreign) {
             (None, Some(descriptor)) => layers.push(descriptor.clone()),
             (None, None) => {
                 return Err(Error::input(format!(
@@ -72,7 +76,7 @@ pub fn build_artifact(
                 .hint("the archive is incomplete; save it again"));
             }
             (Some(_), _) => {
-                let layer = describe_layer(tarball, path, diff_id)?;
+                let layer = describe_layer(files, path, diff_id)?;
                 locations.push((layer.digest.clone(), path.clone()));
                 layers.push(layer);
             }
@@ -119,25 +123,25 @@ fn docker_json(value: &serde_json::Value) -> Vec<u8> {
 /// Works out a layer's digest and media type. Uncompressed layers are what `docker save`
 /// writes, and their digest is the diff_id (checked while uploading). Compressed ones
 /// (written by other tools) are hashed here, and their diff_id checked at the same time.
-fn describe_layer(tarball: &Tarball, path: &str, diff_id: &Digest) -> Result<Descriptor> {
-    let (_, entry) = tarball
-        .entry(path)
-        .expect("caller checked the entry exists");
+fn describe_layer(files: &Files, path: &str, diff_id: &Digest) -> Result<Descriptor> {
     let read_error = |e: std::io::Error| Error::input(format!("cannot read layer \"{path}\": {e}"));
+    let size = files
+        .size(path)
+        .ok_or_else(|| read_error(std::io::ErrorKind::NotFound.into()))?;
     let mut head = [0u8; 4];
-    let mut reader = tarball.open_entry(entry, 0).map_err(read_error)?;
+    let mut reader = files.open(path, 0).map_err(read_error)?;
     let filled = read_prefix(&mut reader, &mut head).map_err(read_error)?;
     let descriptor = |media_type: &str, digest: Digest| Descriptor {
         media_type: media_type.to_string(),
         digest,
-        size: entry.size,
+        size,
         platform: None,
         annotations: None,
         urls: None,
     };
     match &head[..filled] {
         [0x1f, 0x8b, ..] => {
-            let digest = hash_and_check_diff_id(tarball, entry, path, diff_id)?;
+            let digest = hash_and_check_diff_id(files, path, diff_id)?;
             Ok(descriptor(media::DOCKER_LAYER_GZIP, digest))
         }
         [0x28, 0xb5, 0x2f, 0xfd] => Err(Error::input(format!(
@@ -167,14 +171,9 @@ fn read_prefix(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> 
     Ok(filled)
 }
 
-fn hash_and_check_diff_id(
-    tarball: &Tarball,
-    entry: super::tarball::Entry,
-    path: &str,
-    diff_id: &Digest,
-) -> Result<Digest> {
+fn hash_and_check_diff_id(files: &Files, path: &str, diff_id: &Digest) -> Result<Digest> {
     let read_error = |e: std::io::Error| Error::input(format!("cannot read layer \"{path}\": {e}"));
-    let reader = tarball.open_entry(entry, 0).map_err(read_error)?;
+    let reader = files.open(path, 0).map_err(read_error)?;
     let mut compressed = crate::image::digest::HashingReader::new(reader);
     let mut uncompressed = Hasher::new();
     let mut decoder = flate2::read::MultiGzDecoder::new(&mut compressed);

@@ -2,7 +2,9 @@
 //! `manifest.json`), OCI archives (skopeo, podman, buildah), each optionally gzipped whole.
 //! An archive is read in place and turned into an [`Artifact`] for one chosen image.
 
+pub(crate) mod dir;
 pub mod docker;
+pub(crate) mod files;
 pub mod headers;
 pub(crate) mod stream;
 pub(crate) mod tarball;
@@ -17,6 +19,7 @@ use crate::image::layout::{self, BlobStore};
 use crate::image::reference::Reference;
 use crate::image::{Artifact, Blob, BlobSource, Descriptor, MAX_JSON_BYTES};
 use crate::text::sanitize::sanitize;
+use files::Files;
 use tarball::Tarball;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,9 @@ pub enum Format {
     DockerOci,
     /// An OCI image layout in a tar (oci-archive).
     Oci,
+    /// An OCI image layout directory (skopeo `oci:DIR`, podman `oci-dir`, buildah,
+    /// kaniko, buildkit `tar=false`).
+    OciDir,
 }
 
 impl Format {
@@ -35,6 +41,7 @@ impl Format {
             Format::DockerLegacy => "docker save archive",
             Format::DockerOci => "docker save archive (Docker 25+ OCI layout)",
             Format::Oci => "OCI archive",
+            Format::OciDir => "OCI image layout directory",
         }
     }
 }
@@ -63,7 +70,7 @@ impl Candidate {
 }
 
 pub struct Archive {
-    tarball: Tarball,
+    files: Files,
     format: Format,
     candidates: Vec<Candidate>,
     /// Where blobs without a `blobs/sha256/<hex>` entry live (legacy layer paths).
@@ -71,14 +78,27 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// Opens an archive file, or an OCI image layout directory.
     pub fn open(path: &Path) -> Result<Archive> {
-        let tarball = Tarball::open(path)?;
-        let has_index = tarball.contains("index.json");
-        let has_manifest = tarball.contains("manifest.json");
+        let files = if path.is_dir() {
+            Files::Dir(dir::LayoutDir::new(path))
+        } else {
+            Files::Tar(Tarball::open(path)?)
+        };
+        let has_index = files.contains("index.json");
+        let has_manifest = files.contains("manifest.json");
         let format = match (has_index, has_manifest) {
             (true, true) => Format::DockerOci,
+            (true, false) if matches!(files, Files::Dir(_)) => Format::OciDir,
             (true, false) => Format::Oci,
             (false, true) => Format::DockerLegacy,
+            (false, false) if matches!(files, Files::Dir(_)) => {
+                return Err(Error::input(format!(
+                    "{} is a directory but not an OCI image layout: it has no index.json",
+                    path.display()
+                ))
+                .hint("pass a directory written by skopeo copy oci:DIR, podman save --format oci-dir, buildah or buildkit, or an archive file"));
+            }
             (false, false) => {
                 return Err(Error::input(format!(
                     "{} has neither manifest.json (docker save) nor index.json (OCI archive)",
@@ -90,7 +110,7 @@ impl Archive {
             }
         };
         let mut archive = Archive {
-            tarball,
+            files,
             format,
             candidates: Vec::new(),
             blob_paths: HashMap::new(),
@@ -109,16 +129,9 @@ impl Archive {
 
     fn list_candidates(&self) -> Result<Vec<Candidate>> {
         if self.format == Format::DockerLegacy {
-            let bytes = self.tarball.read_small("manifest.json", MAX_JSON_BYTES)?;
-            return Ok(docker::parse_manifest_json(&bytes)?
-                .into_iter()
-                .map(|image| Candidate {
-                    names: image.repo_tags.clone().unwrap_or_default(),
-                    origin: Origin::Legacy(image),
-                })
-                .collect());
+            return self.legacy_candidates();
         }
-        let bytes = self.tarball.read_small("index.json", MAX_JSON_BYTES)?;
+        let bytes = self.files.read_small("index.json", MAX_JSON_BYTES)?;
         let index = layout::parse_top_index(&bytes)?;
         let mut candidates: Vec<Candidate> = Vec::new();
         for descriptor in index.manifests {
@@ -135,13 +148,29 @@ impl Archive {
                 }),
             }
         }
+        // `docker save` by image ID (Docker 25+) leaves the index empty (`null`); its
+        // manifest.json still lists the image.
+        if candidates.is_empty() && self.format == Format::DockerOci {
+            return self.legacy_candidates();
+        }
         if candidates.is_empty() {
             return Err(Error::input(format!(
                 "{}: index.json lists no images",
-                self.tarball.path().display()
+                self.files.path().display()
             )));
         }
         Ok(candidates)
+    }
+
+    fn legacy_candidates(&self) -> Result<Vec<Candidate>> {
+        let bytes = self.files.read_small("manifest.json", MAX_JSON_BYTES)?;
+        Ok(docker::parse_manifest_json(&bytes)?
+            .into_iter()
+            .map(|image| Candidate {
+                names: image.repo_tags.clone().unwrap_or_default(),
+                origin: Origin::Legacy(image),
+            })
+            .collect())
     }
 
     /// Picks the image to push: the one named `wanted` (tag or reference), else the only
@@ -172,7 +201,7 @@ impl Archive {
                 other => other,
             },
             Origin::Legacy(image) => {
-                let (artifact, locations) = docker::build_artifact(&self.tarball, image)?;
+                let (artifact, locations) = docker::build_artifact(&self.files, image)?;
                 self.blob_paths.extend(locations);
                 Ok(artifact)
             }
@@ -180,7 +209,7 @@ impl Archive {
     }
 
     fn legacy_for(&mut self, candidate: &Candidate) -> Result<Artifact> {
-        let bytes = self.tarball.read_small("manifest.json", MAX_JSON_BYTES)?;
+        let bytes = self.files.read_small("manifest.json", MAX_JSON_BYTES)?;
         let images = docker::parse_manifest_json(&bytes)?;
         let image = images
             .iter()
@@ -199,7 +228,7 @@ impl Archive {
             .ok_or_else(|| {
                 Error::input("the archive's manifest.json does not list the chosen image")
             })?;
-        let (artifact, locations) = docker::build_artifact(&self.tarball, image)?;
+        let (artifact, locations) = docker::build_artifact(&self.files, image)?;
         self.blob_paths.extend(locations);
         Ok(artifact)
     }
@@ -256,16 +285,15 @@ impl Archive {
     /// Where a blob's bytes start in the (decompressed) archive: reading blobs in this
     /// order reads the archive front to back, which a gzipped archive or a USB stick needs.
     pub fn blob_position(&self, digest: &Digest) -> Option<u64> {
-        self.blob_entry(digest).map(|entry| entry.offset)
+        self.files.position(&self.blob_path(digest))
     }
 
-    fn blob_entry(&self, digest: &Digest) -> Option<tarball::Entry> {
-        let path = self
-            .blob_paths
+    /// Where a blob is: its legacy layer path, else `blobs/<algorithm>/<hex>`.
+    fn blob_path(&self, digest: &Digest) -> String {
+        self.blob_paths
             .get(digest)
             .cloned()
-            .unwrap_or_else(|| format!("blobs/sha256/{}", digest.hex()));
-        self.tarball.entry(&path).map(|(_, entry)| entry)
+            .unwrap_or_else(|| format!("blobs/sha256/{}", digest.hex()))
     }
 }
 
@@ -294,55 +322,55 @@ pub fn names_match(name: &str, query: &str) -> bool {
 
 impl BlobStore for Archive {
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        self.blob_entry(digest).map(|entry| entry.size)
+        self.files.size(&self.blob_path(digest))
     }
 
     fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
         let path = format!("blobs/sha256/{}", digest.hex());
-        self.tarball.read_small(&path, limit)
+        self.files.read_small(&path, limit)
     }
 }
 
 impl BlobSource for Archive {
     fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
-        let entry = self.blob_entry(&blob.digest).ok_or_else(|| {
+        let path = self.blob_path(&blob.digest);
+        let size = self.files.size(&path).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("blob {} is not in the archive", blob.digest),
             )
         })?;
-        if entry.size != blob.size {
+        if size != blob.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "blob {} is {} bytes in the archive, expected {}",
-                    blob.digest, entry.size, blob.size
+                    "blob {} is {size} bytes in the archive, expected {}",
+                    blob.digest, blob.size
                 ),
             ));
         }
         // Whoever consumes the bytes (uploader, cache writer) verifies the digest: it is the
         // one that knows whether it reads the blob whole or resumes in the middle.
-        self.tarball.open_entry(entry, offset)
+        self.files.open(&path, offset)
     }
 
     fn stream_position(&self, blob: &Blob) -> Option<u64> {
-        match self.tarball.compression() {
-            tarball::Compression::Gzip => self.blob_position(&blob.digest),
-            tarball::Compression::None => None,
+        if self.files.is_stream() {
+            self.blob_position(&blob.digest)
+        } else {
+            None
         }
     }
 
     fn announce(&self, blob: &Blob) -> Option<Box<dyn Send>> {
-        let entry = self.blob_entry(&blob.digest)?;
-        let announcement = self.tarball.announce(entry)?;
-        Some(Box::new(announcement))
+        self.files.announce(&self.blob_path(&blob.digest))
     }
 }
 
 impl Archive {
     /// Bytes decompressed so far to serve blob reads (0 for a plain tar).
     pub fn inflated_bytes(&self) -> u64 {
-        self.tarball.inflated_bytes()
+        self.files.inflated_bytes()
     }
 }
 

@@ -25,7 +25,11 @@ pub struct Entry {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::image::nullable::or_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -92,7 +96,7 @@ pub struct CacheIndex {
     pub schema_version: u32,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
     pub manifests: Vec<Entry>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,

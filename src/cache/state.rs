@@ -9,6 +9,8 @@
 //! - `locations/<key>.json`: for one registry, which repositories hold which blobs, as
 //!   seen by this tool's pushes and pulls. The source of automatic cross-repository mounts.
 //! - `links/<key>.json`: how fast the link to one registry was, for `--compress auto`.
+//! - `limits/<key>.json`: the largest request body the front end of one registry let
+//!   through after refusing a larger one (HTTP 413), so the next run starts there.
 //! - `choices/<key>.json`: what `--compress auto` chose for one image pushed to one
 //!   repository, so running the same push again makes the same choice (same uploads to
 //!   resume, same manifest).
@@ -82,6 +84,15 @@ struct LinkSpeed {
     registry: String,
     /// Bytes per second on the wire.
     speed: f64,
+    updated: u64,
+}
+
+/// The request body size a registry's front end accepted after refusing larger ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BodyLimit {
+    version: u32,
+    registry: String,
+    bytes: u64,
     updated: u64,
 }
 
@@ -306,6 +317,29 @@ impl StateDir {
             .map(|l| l.speed)
     }
 
+    /// Remembers that `registry`'s front end takes request bodies of `bytes`.
+    pub fn record_body_limit(&self, registry: &str, bytes: u64) -> io::Result<()> {
+        let record = BodyLimit {
+            version: VERSION,
+            registry: registry.to_string(),
+            bytes,
+            updated: now(),
+        };
+        store(&self.keyed("limits", registry), &to_json(&record))
+    }
+
+    /// The body size `registry`'s front end accepted, learnt within `max_age_seconds`.
+    pub fn body_limit(&self, registry: &str, max_age_seconds: u64) -> Option<u64> {
+        read_json(&self.keyed("limits", registry))
+            .filter(|l: &BodyLimit| {
+                l.version == VERSION
+                    && l.registry == registry
+                    && l.bytes > 0
+                    && now().saturating_sub(l.updated) <= max_age_seconds
+            })
+            .map(|l| l.bytes)
+    }
+
     fn choice_path(&self, registry: &str, repository: &str, image: &Digest) -> PathBuf {
         self.keyed("choices", &format!("{registry}\n{repository}\n{image}"))
     }
@@ -466,6 +500,16 @@ mod tests {
         state.forget_stream_session(r, n, d, "gzip-3");
         assert!(state.load_stream_session(r, n, d, "gzip-3").is_none());
         assert!(state.load_session(r, n, d).is_some());
+    }
+
+    #[test]
+    fn body_limits_are_remembered_per_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::for_cache(dir.path());
+        assert_eq!(state.body_limit("r.example", 3600), None);
+        state.record_body_limit("r.example", 16 << 20).unwrap();
+        assert_eq!(state.body_limit("r.example", 3600), Some(16 << 20));
+        assert_eq!(state.body_limit("other.example", 3600), None);
     }
 
     #[test]

@@ -287,6 +287,7 @@ pub(super) fn upload_options(
         )?,
         force,
         mount_from,
+        body_limit: Default::default(),
         retry: connection.retry.clone(),
         stop: connection.retry.stop.clone(),
     })

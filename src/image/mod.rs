@@ -13,6 +13,7 @@ use crate::image::digest::Digest;
 
 pub mod digest;
 pub mod layout;
+pub mod nullable;
 pub(crate) mod platform;
 pub mod reference;
 #[cfg(test)]
@@ -148,6 +149,7 @@ pub struct Manifest {
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     pub config: Descriptor,
+    #[serde(default, deserialize_with = "nullable::or_empty")]
     pub layers: Vec<Descriptor>,
 }
 
@@ -158,6 +160,7 @@ pub struct Index {
     pub schema_version: u32,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    #[serde(default, deserialize_with = "nullable::or_empty")]
     pub manifests: Vec<Descriptor>,
 }
 
@@ -176,7 +179,7 @@ pub struct ImageConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RootFs {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable::or_empty")]
     pub diff_ids: Vec<Digest>,
 }
 
@@ -212,7 +215,9 @@ pub fn parse_manifest(bytes: &[u8], declared_media_type: &str) -> Result<(String
     struct Probe {
         #[serde(rename = "mediaType")]
         media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
+        /// Present (even as `null`, Go's empty list) only in an index.
+        #[serde(default, deserialize_with = "present")]
+        manifests: bool,
         #[serde(rename = "schemaVersion")]
         schema_version: Option<u32>,
     }
@@ -227,7 +232,7 @@ pub fn parse_manifest(bytes: &[u8], declared_media_type: &str) -> Result<(String
     let is_index = match probe.media_type.as_deref().filter(|m| !m.is_empty()) {
         Some(m) => media::is_index(m),
         None if !declared_media_type.is_empty() => media::is_index(declared_media_type),
-        None => probe.manifests.is_some(),
+        None => probe.manifests,
     };
     let media_type = probe
         .media_type
@@ -253,6 +258,13 @@ pub fn parse_manifest(bytes: &[u8], declared_media_type: &str) -> Result<(String
         ))
     };
     Ok((media_type, kind))
+}
+
+/// For a probe: true when the field is there at all, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig> {

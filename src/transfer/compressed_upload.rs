@@ -359,7 +359,8 @@ impl LayerCompression<'_> {
         let mut reused = offset;
         let sent = Arc::new(AtomicU64::new(0));
         let mut resumes = 0u32;
-        let chunk_size = stream_chunk_size(rules, session.chunk_min_length);
+        let mut chunk_size = stream_chunk_size(rules, session.chunk_min_length);
+        chunk_size = uploader.limited_chunk(chunk_size as u64) as usize;
         // The compressed size is known only at the end; the layer's own size bounds it
         // closely enough for a budget.
         let mut budget = Budget::for_blob(&self.options.retry, layer.size, chunk_size as u64);
@@ -428,6 +429,7 @@ impl LayerCompression<'_> {
                                 Some(held) if rules.trust_range && held < end => held,
                                 _ => end,
                             };
+                            uploader.body_accepted(length);
                             self.remember_stream(layer, &session, offset, &table);
                             let wasted = sent.load(Ordering::Relaxed) - sent_before;
                             let wasted = retry::wasted(chunk.start, wasted, offset);
@@ -452,6 +454,45 @@ impl LayerCompression<'_> {
                                     );
                                 }
                             }
+                            continue;
+                        }
+                        Ok(ChunkOutcome::Refused(response)) if response.status == 413 => {
+                            // Smaller chunks from where the registry stands, produced anew.
+                            let what = format!("uploading layer {}", layer.digest.short());
+                            let (smaller, _) = uploader
+                                .shrink_after_413(response, length, &what)
+                                .inspect_err(|_| {
+                                self.repository.cancel_upload(&session);
+                                self.forget_stream(layer);
+                            })?;
+                            chunk_size = smaller as usize;
+                            // Not a failure of the link: no wait, no failure counted,
+                            // unless the registry dropped the session (see upload).
+                            let (resumed, held) = resume_point(self.repository, &session, rules)?;
+                            let why = "the registry's front end refused the request (HTTP 413)";
+                            let wasted = sent.load(Ordering::Relaxed) - sent_before;
+                            self.progress.rewound(wasted);
+                            if held == 0 && !same_session(&session, &resumed) {
+                                self.progress.note(&format!(
+                                    "layer {}: the registry lost the upload session; starting the layer over",
+                                    layer.digest.short()
+                                ));
+                                reused = 0;
+                                self.progress.rewound(offset);
+                                let verdict = budget.record_failure(None);
+                                uploader.pause(verdict.wait(&stopped_at(layer, 0), why)?);
+                            } else if held < offset {
+                                self.progress.rewound(offset - held);
+                            }
+                            (budget.after_resume(
+                                offset,
+                                held,
+                                retry::wasted(offset, wasted, held),
+                            ))
+                            .map_err(|e| e.error(&stopped_at(layer, held), why))?;
+                            (session, offset) = (resumed, held);
+                            chunks = self.produce(scope, layer, table.clone(), held, chunk_size);
+                            self.remember_stream(layer, &session, offset, &table);
                             continue;
                         }
                         Ok(ChunkOutcome::Refused(response)) => {

@@ -24,6 +24,7 @@ use crate::transfer::session::{
     resume_point, same_session,
 };
 
+pub(crate) mod body_limit;
 mod tally;
 pub(crate) use tally::Counting;
 use tally::{HashFeed, Transfer};
@@ -40,6 +41,8 @@ pub struct UploadOptions {
     pub retry: RetryPolicy,
     /// Polled between chunks: set by Ctrl-C.
     pub stop: StopSignal,
+    /// What the registry's front end takes in one request, shared by the run's workers.
+    pub body_limit: Arc<body_limit::BodyLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +114,10 @@ impl Uploader<'_> {
         }
         // A blob that goes up in one request may be sent whole a few times; one in chunks
         // a few chunks beyond twice its size.
-        let unit = if blob.size > self.options.large_layer_threshold {
-            self.options.chunk_size
+        let chunked = blob.size > self.options.large_layer_threshold
+            || self.too_big_for_one_request(blob.size);
+        let unit = if chunked {
+            self.limited_chunk(self.options.chunk_size)
         } else {
             blob.size
         };
@@ -140,7 +145,7 @@ impl Uploader<'_> {
                     Opened::Session(session) => session,
                 };
                 let rules = self.rules(&session);
-                if rules.allow_patch && blob.size > self.options.large_layer_threshold {
+                if rules.allow_patch && chunked {
                     self.remember(blob, &session, 0);
                     self.chunked_from(blob, session, 0, &rules, &mut transfer)
                 } else {
@@ -267,6 +272,21 @@ impl Uploader<'_> {
             );
             let (status, retry_after) = match result {
                 Ok(Ok(())) => return Ok(()),
+                Ok(Err(response)) if response.status == 413 && rules.allow_patch => {
+                    let what = format!("uploading blob {}", blob.digest.short());
+                    let (_, said) = self
+                        .shrink_after_413(response, blob.size, &what)
+                        .inspect_err(|_| self.repository.cancel_upload(&session))?;
+                    self.progress.note(&format!(
+                        "blob {}: the registry refused {} in one request ({said}); switching to chunked upload",
+                        blob.digest.short(),
+                        body_limit::mib(blob.size)
+                    ));
+                    transfer.resumes += 1;
+                    let (resumed, offset) =
+                        self.resume_after_413(blob, (&session, 0), sent_before, rules, transfer)?;
+                    return self.chunked_from(blob, resumed, offset, rules, transfer);
+                }
                 Ok(Err(response)) => {
                     let status = response.status;
                     if !rules::switch_to_chunked(Some(status)) && !is_transient_status(status) {
@@ -312,7 +332,7 @@ impl Uploader<'_> {
                 // A blob within one chunk is still one request; only say so when it changes.
                 if blob.size > rules.chunk_size {
                     self.progress.note(&format!(
-                        "blob {}: switching to chunked upload",
+                        "blob {}: the one-request upload failed ({reason}); switching to chunked upload",
                         blob.digest.short()
                     ));
                 }
@@ -343,10 +363,12 @@ impl Uploader<'_> {
         rules: &UploadRules,
         transfer: &mut Transfer,
     ) -> Result<()> {
-        let chunk_size = rules.chunk_size.max(1);
+        let mut chunk_size = rules.chunk_size.max(1);
         let mut accepted_by_patch = 0u64;
         loop {
             self.check_stop()?;
+            // Another worker may have learnt that the front end refuses this size.
+            chunk_size = self.limited_chunk(chunk_size).max(1);
             let (start, sent_before) = (offset, transfer.sent());
             let remaining = blob.size - offset;
             let last_in_put = rules.last_chunk_in_put && remaining <= chunk_size;
@@ -373,6 +395,7 @@ impl Uploader<'_> {
                             _ => expected,
                         };
                         accepted_by_patch += length;
+                        self.body_accepted(length);
                         self.remember(blob, &session, offset);
                         let wasted = retry::wasted(start, transfer.sent() - sent_before, offset);
                         if let Some(verdict) = transfer.budget.after_accepted(start, offset, wasted)
@@ -382,6 +405,23 @@ impl Uploader<'_> {
                             );
                             self.pause(verdict.wait(&stopped_at(blob, offset), &why)?);
                         }
+                        continue;
+                    }
+                    Ok(ChunkOutcome::Refused(response)) if response.status == 413 => {
+                        let what = format!("uploading blob {}", blob.digest.short());
+                        (chunk_size, _) = self
+                            .shrink_after_413(response, length, &what)
+                            .inspect_err(|_| {
+                                self.repository.cancel_upload(&session);
+                                self.forget(blob);
+                            })?;
+                        (session, offset) = self.resume_after_413(
+                            blob,
+                            (&session, offset),
+                            sent_before,
+                            rules,
+                            transfer,
+                        )?;
                         continue;
                     }
                     Ok(ChunkOutcome::Refused(response)) => {

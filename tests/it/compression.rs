@@ -26,7 +26,7 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const ACCEPT: [&str; 3] = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// A layer of text files: compresses to roughly a third, like most real layers.
-fn text_layer(seed: u64, size: usize) -> TestLayer {
+pub(crate) fn text_layer(seed: u64, size: usize) -> TestLayer {
     const WORDS: [&str; 12] = [
         "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
         "juliet", "kilo", "lima",

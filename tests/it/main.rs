@@ -6,6 +6,7 @@ mod fixtures;
 mod support;
 
 mod analytics_report;
+mod body_caps;
 mod bounded_input;
 mod cache_commands;
 mod cache_extract;
@@ -15,6 +16,7 @@ mod compression;
 mod copy;
 mod credential_safety;
 mod fault_tolerance;
+mod field_archives;
 mod fixtures_selftest;
 mod fuzz_regressions;
 mod harness_selftest;

@@ -42,9 +42,13 @@ pub struct Credentials {
 
 #[derive(Debug, Default, Deserialize)]
 struct DockerConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
     auths: HashMap<String, AuthEntry>,
-    #[serde(rename = "credHelpers", default)]
+    #[serde(
+        rename = "credHelpers",
+        default,
+        deserialize_with = "crate::image::nullable::or_empty"
+    )]
     cred_helpers: HashMap<String, String>,
     #[serde(rename = "credsStore", default)]
     creds_store: Option<String>,

@@ -12,13 +12,14 @@ use crate::text::sanitize::{sanitize, sanitize_to};
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     #[derive(serde::Deserialize)]
     struct Errors {
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         errors: Vec<ErrorItem>,
     }
     #[derive(serde::Deserialize)]
     struct ErrorItem {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         code: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::image::nullable::or_empty")]
         message: String,
     }
     match serde_json::from_slice::<Errors>(body) {
@@ -29,8 +30,47 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
                 sanitize(first.message.trim()),
             )
         }
-        _ => (None, sanitize(String::from_utf8_lossy(body).trim())),
+        _ => (None, sanitize(&first_line_of_text(body))),
     }
+}
+
+/// What a body that is not the registry's JSON says, in one line: the first line of its
+/// text, with an HTML page's markup (a proxy's 413 or 502 page) left out, so the title
+/// stands for the page and the page never reaches the terminal whole.
+fn first_line_of_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut plain = String::new();
+    if text.trim_start().starts_with('<') {
+        let mut in_tag = false;
+        for c in text.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => {
+                    in_tag = false;
+                    // Block elements end lines in a browser; a tag boundary is close enough.
+                    plain.push('\n');
+                }
+                _ if !in_tag => plain.push(c),
+                _ => {}
+            }
+        }
+    } else {
+        plain = text.into_owned();
+    }
+    plain
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The standard reason phrase of an HTTP status (`Payload Too Large`), or nothing.
+pub fn reason_phrase(status: u16) -> &'static str {
+    ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
 }
 
 /// Whether trying again may help: a name that does not resolve or a certificate that is

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::auth::{self, Authenticator, Challenge, TokenRequest};
 use super::credentials::Credentials;
 use super::errors::{is_transient, looks_like_plain_http};
-pub use super::errors::{network_error, parse_error_body};
+pub use super::errors::{network_error, parse_error_body, reason_phrase};
 use super::origin::{self, Origin, Pointer};
 use super::request::MAX_ERROR_BODY;
 pub use super::request::{Body, Request, Response};
@@ -488,10 +488,13 @@ impl Transport {
                 "{what}: the content does not match its digest ({detail})"
             ))
             .hint("the archive or cache is damaged; save or copy it again"),
-            _ if code.is_none() && message.is_empty() => {
-                Error::registry(format!("{what}: HTTP {status}"))
+            _ => {
+                let status_line = format!("HTTP {status} {}", super::errors::reason_phrase(status));
+                match (&code, message.is_empty()) {
+                    (None, true) => Error::registry(format!("{what}: {}", status_line.trim_end())),
+                    _ => Error::registry(format!("{what}: {} ({detail})", status_line.trim_end())),
+                }
             }
-            _ => Error::registry(format!("{what}: HTTP {status} ({detail})")),
         };
         let cause = if digest_invalid {
             Cause::SourceCorrupt

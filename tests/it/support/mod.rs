@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod client;
 pub mod faults;
+pub mod nginx_front;
 pub mod pki;
 pub mod pull_proxy;
 pub mod pusher;

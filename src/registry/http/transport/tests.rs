@@ -50,6 +50,18 @@ fn distribution_error_bodies_are_summarized() {
 }
 
 #[test]
+fn html_error_pages_come_down_to_their_first_line_of_text() {
+    let nginx = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n";
+    assert_eq!(
+        parse_error_body(nginx),
+        (None, "413 Request Entity Too Large".into())
+    );
+    let (_, text) = parse_error_body(b"\n\nbad gateway\nupstream went away\n");
+    assert_eq!(text, "bad gateway");
+    assert_eq!(parse_error_body(b"<html><body></body></html>").1, "");
+}
+
+#[test]
 fn error_bodies_lose_their_escape_sequences_and_length() {
     let hostile =
         "{\"errors\":[{\"code\":\"DENIED\\u001b[2J\",\"message\":\"no\\u001b]0;pwned\\u0007\"}]}";
