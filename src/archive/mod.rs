@@ -4,10 +4,12 @@
 
 pub mod docker;
 pub mod headers;
+pub mod incremental;
 pub(crate) mod stream;
 pub(crate) mod tarball;
+pub mod volume;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -68,6 +70,8 @@ pub struct Archive {
     candidates: Vec<Candidate>,
     /// Where blobs without a `blobs/sha256/<hex>` entry live (legacy layer paths).
     blob_paths: HashMap<Digest, String>,
+    /// In an incremental bundle, the layers left out (digest -> size).
+    excluded: BTreeMap<Digest, u64>,
 }
 
 impl Archive {
@@ -89,11 +93,18 @@ impl Archive {
                 ));
             }
         };
+        let excluded = match tarball.contains(incremental::EXCLUDED_ENTRY) {
+            true => incremental::parse(
+                &tarball.read_small(incremental::EXCLUDED_ENTRY, MAX_JSON_BYTES)?,
+            )?,
+            false => BTreeMap::new(),
+        };
         let mut archive = Archive {
             tarball,
             format,
             candidates: Vec::new(),
             blob_paths: HashMap::new(),
+            excluded,
         };
         archive.candidates = archive.list_candidates()?;
         Ok(archive)
@@ -101,6 +112,12 @@ impl Archive {
 
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The layers an incremental bundle leaves out (empty for any other archive): its
+    /// images name them, a cache must supply them.
+    pub fn excluded(&self) -> &BTreeMap<Digest, u64> {
+        &self.excluded
     }
 
     pub fn candidates(&self) -> &[Candidate] {
@@ -290,8 +307,12 @@ pub fn names_match(name: &str, query: &str) -> bool {
 }
 
 impl BlobStore for Archive {
+    /// Layers an incremental bundle leaves out count as present, so its images resolve
+    /// whole; reading one is left to a source that completes the bundle from a cache.
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        self.blob_entry(digest).map(|entry| entry.size)
+        self.blob_entry(digest)
+            .map(|entry| entry.size)
+            .or_else(|| self.excluded.get(digest).copied())
     }
 
     fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
@@ -303,9 +324,13 @@ impl BlobStore for Archive {
 impl BlobSource for Archive {
     fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         let entry = self.blob_entry(&blob.digest).ok_or_else(|| {
+            let why = match self.excluded.contains_key(&blob.digest) {
+                true => "was left out of this incremental bundle",
+                false => "is not in the archive",
+            };
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("blob {} is not in the archive", blob.digest),
+                format!("blob {} {why}", blob.digest),
             )
         })?;
         if entry.size != blob.size {
