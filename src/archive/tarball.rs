@@ -57,7 +57,7 @@ impl Tarball {
         let volume = Volume::open(path)?;
         let mut file = volume.reader().map_err(|e| io_error("open", path, e))?;
         let compression = sniff_compression(&mut file, path)?;
-        let length = volume.len();
+        let length = volume.length();
         let mut tarball = Tarball {
             path: path.to_path_buf(),
             compression,

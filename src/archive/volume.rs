@@ -188,7 +188,8 @@ impl Volume {
         })
     }
 
-    pub fn len(&self) -> u64 {
+    /// Bytes of the whole archive.
+    pub fn length(&self) -> u64 {
         self.parts.last().map_or(0, |p| p.start + p.size)
     }
 
@@ -392,7 +393,7 @@ mod tests {
         let base = write_split(dir.path(), &bytes, 3_000);
         for name in ["a.tar", "a.tar.001", "a.tar.parts"] {
             let volume = Volume::open(&dir.path().join(name)).unwrap();
-            assert_eq!(volume.len(), 10_000);
+            assert_eq!(volume.length(), 10_000);
             let mut all = Vec::new();
             volume.reader().unwrap().read_to_end(&mut all).unwrap();
             assert_eq!(all, bytes, "{name}");
