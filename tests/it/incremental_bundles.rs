@@ -165,10 +165,26 @@ fn an_update_carries_only_new_layers_and_completes_in_the_far_cache() {
         .unwrap();
     assert_eq!(first_directory, MARKER);
 
-    // An earlier bundle names the same blobs as the far side's list.
+    // An earlier bundle names the same blobs as the far side's list, whole or in parts.
     let from_bundle = dir.join("v2-from-bundle.tar");
     save_update(&sides, &dir.join("v1.tar"), &from_bundle);
     assert_eq!(entry_names(&from_bundle), names);
+    let split = dir.join("v1-split.tar");
+    run_ok(&[
+        "save",
+        "example.com/team/model:1",
+        "-o",
+        split.to_str().unwrap(),
+        "--split",
+        "1M",
+        "--cache-dir",
+        sides.connected.to_str().unwrap(),
+    ]);
+    for list in [dir.join("v1-split.tar.001"), split] {
+        let from_parts = dir.join("v2-from-parts.tar");
+        save_update(&sides, &list, &from_parts);
+        assert_eq!(entry_names(&from_parts), names, "{}", list.display());
+    }
 
     let full = dir.join("v2-full.tar");
     run_ok(&[

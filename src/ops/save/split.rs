@@ -310,6 +310,26 @@ mod tests {
     }
 
     #[test]
+    fn a_save_needing_more_than_the_most_parts_is_refused_up_front() {
+        assert!(check_part_count(9999 << 20, 1 << 20).is_ok());
+        let err = check_part_count((9999 << 20) + 1, 1 << 20).err().unwrap();
+        assert!(err.message.contains("more than 9999 parts"), "{err}");
+    }
+
+    #[test]
+    fn writing_past_the_most_parts_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("out.tar");
+        let mut sink = Sink::create(&output, Some(1)).unwrap();
+        let err = sink
+            .writer()
+            .write_all(&[0u8; MAX_PARTS + 1])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("more than 9999 parts"), "{err}");
+    }
+
+    #[test]
     fn an_abandoned_split_save_leaves_no_parts() {
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("out.tar");
