@@ -52,10 +52,23 @@ impl Sink {
     }
 
     /// Moves the finished archive into place; the names of the parts written, if split.
+    /// What an earlier save left under the same name in the other form goes: readers
+    /// prefer a whole `FILE` to its parts, and would read a stale one.
     pub fn commit(self, output: &Path) -> Result<Vec<String>> {
         match self {
-            Sink::Whole(temp) => temp.commit(output).map(|()| Vec::new()),
-            Sink::Split(split) => split.commit(output),
+            Sink::Whole(temp) => {
+                temp.commit(output)?;
+                remove_file_if_present(&parts_path(output))?;
+                remove_stale_parts(output, 0)?;
+                Ok(Vec::new())
+            }
+            Sink::Split(split) => {
+                let names = split.commit(output)?;
+                if fs::symlink_metadata(output).is_ok_and(|m| m.is_file()) {
+                    remove_file_if_present(output)?;
+                }
+                Ok(names)
+            }
         }
     }
 }
@@ -174,12 +187,7 @@ impl SplitWriter {
         // The old list goes first: until the new one is written, the parts do not check
         // out, whatever mix of old and new parts an interruption leaves.
         let list = parts_path(output);
-        match fs::remove_file(&list) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_error("remove", &list, e));
-            }
-            _ => {}
-        }
+        remove_file_if_present(&list)?;
         let mut names = Vec::with_capacity(count);
         for (temp, destination) in moves {
             temp.commit(&destination)?;
@@ -193,6 +201,13 @@ impl SplitWriter {
             .map_err(|e| io_error("write", &list, e))?;
         temp.commit(&list)?;
         Ok(names)
+    }
+}
+
+fn remove_file_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path, e)),
+        _ => Ok(()),
     }
 }
 
@@ -307,6 +322,17 @@ mod tests {
         assert!(part_path(&output, 2, 2).exists());
         assert!(!part_path(&output, 3, 3).exists());
         assert!(!part_path(&output, 4, 4).exists());
+
+        // A whole save of the same name replaces the parts; a split one the whole file.
+        let mut sink = Sink::create(&output, None).unwrap();
+        sink.writer().write_all(b"whole").unwrap();
+        sink.commit(&output).unwrap();
+        assert_eq!(fs::read(&output).unwrap(), b"whole");
+        assert!(!part_path(&output, 1, 1).exists() && !parts_path(&output).exists());
+        let mut sink = Sink::create(&output, Some(1000)).unwrap();
+        sink.writer().write_all(b"split").unwrap();
+        sink.commit(&output).unwrap();
+        assert!(!output.exists() && part_path(&output, 1, 1).exists());
     }
 
     #[test]
