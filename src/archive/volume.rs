@@ -68,11 +68,11 @@ pub fn split_base(path: &Path) -> Result<Option<PathBuf>> {
         && number.bytes().all(|b| b.is_ascii_digit())
         && parts_path(Path::new(base)).exists()
     {
-        if number.trim_start_matches('0') != "1" {
+        let number: u32 = number.parse().unwrap_or(0);
+        if number != 1 {
             return Err(Error::usage(format!(
-                "{} is part {} of a split archive",
+                "{} is part {number} of a split archive",
                 path.display(),
-                number.trim_start_matches('0')
             ))
             .hint(format!(
                 "pass the first part, {}",

@@ -126,7 +126,12 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
             human_bytes(c.bytes_compressed)
         ));
     }
-    if let Some(excluded) = &report.excluded {
+    if let Some(excluded) = report.excluded.as_ref().filter(|e| e.layers == 0) {
+        debug_assert_eq!(excluded.bytes, 0);
+        reporter.info(
+            "the far side has none of these layers: this is a full archive docker load reads",
+        );
+    } else if let Some(excluded) = &report.excluded {
         reporter.info(&format!(
             "left out {} layers ({}) the far side has: docker load cannot read this bundle",
             excluded.layers,

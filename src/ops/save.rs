@@ -262,7 +262,8 @@ pub fn save(
             }
         }
     }
-    let incremental = (!bundle.exclude_from.is_empty()).then_some(&excluded);
+    // Nothing left out: a full archive, which docker load reads.
+    let incremental = (!excluded.is_empty()).then_some(&excluded);
     writer
         .documents(&descriptors, &items, &repositories, incremental)
         .map_err(failed)?;
@@ -280,7 +281,7 @@ pub fn save(
         bytes: total,
         compression: summary,
         parts,
-        excluded: incremental.map(|excluded| SaveExcluded {
+        excluded: (!bundle.exclude_from.is_empty()).then(|| SaveExcluded {
             layers: excluded.len(),
             bytes: excluded.values().sum(),
         }),

@@ -318,3 +318,20 @@ fn exclude_from_refuses_a_list_with_a_line_that_is_no_digest() {
     assert!(refused.stderr.contains("line 2"), "{refused}");
     assert!(!out.exists());
 }
+
+#[test]
+fn an_exclude_list_naming_none_of_the_layers_gives_a_full_archive_docker_load_reads() {
+    let sides = sides();
+    let list = sides.dir.path().join("unrelated.txt");
+    std::fs::write(
+        &list,
+        format!("# nothing of model:2\n{}\n", sides.v1.layers[2].digest),
+    )
+    .unwrap();
+    let out = sides.dir.path().join("out.tar");
+    let saved = save_update(&sides, &list, &out);
+    assert!(saved.stderr.contains("full archive"), "{saved}");
+    let names = entry_names(&out);
+    assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with(MARKER)), "{names:?}");
+}

@@ -58,8 +58,11 @@ impl Sink {
         match self {
             Sink::Whole(temp) => {
                 temp.commit(output)?;
-                remove_file_if_present(&parts_path(output))?;
-                remove_stale_parts(output, 0)?;
+                // Numbered files are taken for parts only beside the list save wrote.
+                if parts_path(output).exists() {
+                    remove_file_if_present(&parts_path(output))?;
+                    remove_stale_parts(output, 0)?;
+                }
                 Ok(Vec::new())
             }
             Sink::Split(split) => {
