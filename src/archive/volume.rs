@@ -84,6 +84,21 @@ pub fn split_base(path: &Path) -> Result<Option<PathBuf>> {
     if !path.exists() && parts_path(path).exists() {
         return Ok(Some(path.to_path_buf()));
     }
+    // Parts carried without their list: reading them as one file would only report a
+    // truncated archive.
+    let orphan = match text.rsplit_once('.') {
+        Some((base, number)) if number.len() == 3 && number.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(PathBuf::from(base)).filter(|base| part_path(base, 2, 2).exists())
+        }
+        _ => Some(path.to_path_buf()).filter(|_| !path.exists() && part_path(path, 1, 1).exists()),
+    };
+    if let Some(base) = orphan {
+        return Err(Error::input(format!(
+            "{} is missing: the parts of a split archive cannot be checked without it",
+            parts_path(&base).display()
+        ))
+        .hint("copy the .parts file that save --split wrote beside the parts"));
+    }
     Ok(None)
 }
 
@@ -409,6 +424,11 @@ mod tests {
         }
         let err = split_base(&dir.path().join("a.tar.002")).err().unwrap();
         assert!(err.message.contains("part 2"), "{err}");
+        std::fs::remove_file(parts_path(&base)).unwrap();
+        for name in ["a.tar", "a.tar.001"] {
+            let err = Volume::open(&dir.path().join(name)).err().unwrap();
+            assert!(err.message.contains("a.tar.parts is missing"), "{err}");
+        }
     }
 
     #[test]
