@@ -266,3 +266,62 @@ fn a_part_size_below_one_mebibyte_is_a_usage_error() {
             .all(|e| !e.file_name().to_string_lossy().starts_with("small.tar"))
     );
 }
+
+#[test]
+fn a_compressed_save_splits_into_parts_that_join_to_the_compressed_archive() {
+    // Uncompressed layers: each is compressed into the archive, its tar header written
+    // as a placeholder and filled in afterwards, possibly in an earlier part.
+    let dir = workspace_tmp();
+    let image = TestImage::new(
+        230,
+        &[1_300_000, 900_000, 700_000],
+        false,
+        ("linux", "amd64"),
+    );
+    let source = dir.path().join("plain-layers.tar");
+    write_oci_archive(&source, &[(OciEntry::Image(image), "example.com/team/c:1")]).unwrap();
+    let cache = dir.path().join("cache");
+    run_ok(&[
+        "extract",
+        "-f",
+        source.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let save = |output: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "save",
+            "example.com/team/c:1",
+            "--compress",
+            "gzip",
+            "-o",
+            output.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run_ok(&args);
+    };
+    let whole = dir.path().join("whole.tar");
+    save(&whole, &[]);
+    let base = dir.path().join("split.tar");
+    save(&base, &["--split", "1M"]);
+    let parts = parts_of(&base);
+    assert!(parts.len() >= 2, "{parts:?}");
+    let joined: Vec<u8> = parts
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(
+        joined == std::fs::read(&whole).unwrap(),
+        "the parts differ from the archive"
+    );
+    let restored = dir.path().join("restored");
+    run_ok(&[
+        "extract",
+        "-f",
+        base.to_str().unwrap(),
+        "--cache-dir",
+        restored.to_str().unwrap(),
+    ]);
+}
