@@ -6,10 +6,12 @@ pub(crate) mod dir;
 pub mod docker;
 pub(crate) mod files;
 pub mod headers;
+pub mod incremental;
 pub(crate) mod stream;
 pub(crate) mod tarball;
+pub mod volume;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -75,6 +77,8 @@ pub struct Archive {
     candidates: Vec<Candidate>,
     /// Where blobs without a `blobs/sha256/<hex>` entry live (legacy layer paths).
     blob_paths: HashMap<Digest, String>,
+    /// In an incremental bundle, the layers left out (digest -> size).
+    excluded: BTreeMap<Digest, u64>,
 }
 
 impl Archive {
@@ -109,11 +113,18 @@ impl Archive {
                 ));
             }
         };
+        let excluded = match files.contains(incremental::EXCLUDED_ENTRY) {
+            true => {
+                incremental::parse(&files.read_small(incremental::EXCLUDED_ENTRY, MAX_JSON_BYTES)?)?
+            }
+            false => BTreeMap::new(),
+        };
         let mut archive = Archive {
             files,
             format,
             candidates: Vec::new(),
             blob_paths: HashMap::new(),
+            excluded,
         };
         archive.candidates = archive.list_candidates()?;
         Ok(archive)
@@ -121,6 +132,12 @@ impl Archive {
 
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The layers an incremental bundle leaves out (empty for any other archive): its
+    /// images name them, a cache must supply them.
+    pub fn excluded(&self) -> &BTreeMap<Digest, u64> {
+        &self.excluded
     }
 
     pub fn candidates(&self) -> &[Candidate] {
@@ -321,8 +338,12 @@ pub fn names_match(name: &str, query: &str) -> bool {
 }
 
 impl BlobStore for Archive {
+    /// Layers an incremental bundle leaves out count as present, so its images resolve
+    /// whole; reading one is left to a source that completes the bundle from a cache.
     fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        self.files.size(&self.blob_path(digest))
+        self.files
+            .size(&self.blob_path(digest))
+            .or_else(|| self.excluded.get(digest).copied())
     }
 
     fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
@@ -335,9 +356,13 @@ impl BlobSource for Archive {
     fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         let path = self.blob_path(&blob.digest);
         let size = self.files.size(&path).ok_or_else(|| {
+            let why = match self.excluded.contains_key(&blob.digest) {
+                true => "was left out of this incremental bundle",
+                false => "is not in the archive",
+            };
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("blob {} is not in the archive", blob.digest),
+                format!("blob {} {why}", blob.digest),
             )
         })?;
         if size != blob.size {

@@ -5,13 +5,13 @@
 //! entry, or parked before an entry another reader has asked for) rather than starting a
 //! new one from the top. Waits only ever point backwards in the stream, so they end.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use flate2::read::MultiGzDecoder;
+
+use super::volume::{Volume, VolumeReader};
 
 /// At most this many decoders wait for reuse; each holds a 32 KiB window and buffers.
 const MAX_PARKED: usize = 4;
@@ -24,7 +24,7 @@ const READ_AHEAD_PIECE: u64 = 1 << 20;
 const READ_AHEAD_BUDGET: u64 = 8 << 20;
 
 pub struct GzipStream {
-    path: PathBuf,
+    volume: Volume,
     state: Mutex<State>,
     changed: Condvar,
     inflated: AtomicU64,
@@ -44,13 +44,13 @@ struct State {
 
 struct Decoder {
     position: u64,
-    inner: MultiGzDecoder<BufReader<File>>,
+    inner: MultiGzDecoder<BufReader<VolumeReader>>,
 }
 
 impl GzipStream {
-    pub fn new(path: PathBuf) -> Arc<GzipStream> {
+    pub fn new(volume: Volume) -> Arc<GzipStream> {
         Arc::new(GzipStream {
-            path,
+            volume,
             state: Mutex::default(),
             changed: Condvar::new(),
             inflated: AtomicU64::new(0),
@@ -153,7 +153,7 @@ impl GzipStream {
     }
 
     fn open_from_top(&self) -> io::Result<Decoder> {
-        let file = File::open(&self.path)?;
+        let file = self.volume.reader()?;
         Ok(Decoder {
             position: 0,
             inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)),
@@ -271,7 +271,7 @@ mod tests {
             flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
         encoder.write_all(&plain).unwrap();
         encoder.finish().unwrap();
-        let stream = super::GzipStream::new(file.path().to_path_buf());
+        let stream = super::GzipStream::new(super::Volume::file(file.path()).unwrap());
 
         // The first reader is still open (its bytes on their way over the network)...
         let mut first = stream.reader(0, 0, 10_000).unwrap();

@@ -4,7 +4,6 @@
 //! back by decoders handed from one reader to the next, see `stream`).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use flate2::read::MultiGzDecoder;
 
 use super::headers::HeaderGuard;
 use super::stream::{Announcement, GzipStream};
+use super::volume::Volume;
 use crate::error::{Error, Result, io_error};
 use crate::text::sanitize::sanitize;
 
@@ -42,6 +42,7 @@ const MAX_NAME_BYTES: usize = 32 << 20;
 
 pub struct Tarball {
     path: PathBuf,
+    volume: Volume,
     compression: Compression,
     files: HashMap<String, Entry>,
     links: HashMap<String, String>,
@@ -51,21 +52,21 @@ pub struct Tarball {
 }
 
 impl Tarball {
+    /// Opens a file, or a split archive's parts as one (see `volume`).
     pub fn open(path: &Path) -> Result<Tarball> {
-        let mut file = File::open(path).map_err(|e| io_error("open", path, e))?;
+        let volume = Volume::open(path)?;
+        let mut file = volume.reader().map_err(|e| io_error("open", path, e))?;
         let compression = sniff_compression(&mut file, path)?;
+        let length = volume.length();
         let mut tarball = Tarball {
             path: path.to_path_buf(),
             compression,
             files: HashMap::new(),
             links: HashMap::new(),
             captured: HashMap::new(),
-            stream: (compression == Compression::Gzip).then(|| GzipStream::new(path.to_path_buf())),
+            stream: (compression == Compression::Gzip).then(|| GzipStream::new(volume.clone())),
+            volume,
         };
-        let length = file
-            .metadata()
-            .map_err(|e| io_error("read", path, e))?
-            .len();
         match compression {
             Compression::None => {
                 // Seeking past entry data keeps the scan cheap even for a 15 GB archive.
@@ -276,7 +277,7 @@ impl Tarball {
         let length = entry.size - skip.min(entry.size);
         match self.compression {
             Compression::None => {
-                let mut file = File::open(&self.path)?;
+                let mut file = self.volume.reader()?;
                 file.seek(SeekFrom::Start(start))?;
                 Ok(Box::new(ExactReader::new(
                     BufReader::with_capacity(1 << 16, file).take(length),
@@ -308,7 +309,7 @@ impl Tarball {
     }
 }
 
-fn sniff_compression(file: &mut File, path: &Path) -> Result<Compression> {
+fn sniff_compression<R: Read + Seek>(file: &mut R, path: &Path) -> Result<Compression> {
     let mut magic = [0u8; 6];
     let mut filled = 0;
     while filled < magic.len() {
@@ -461,7 +462,11 @@ mod tests {
         let gz = tempfile::NamedTempFile::new().unwrap();
         let mut encoder =
             flate2::write::GzEncoder::new(gz.reopen().unwrap(), flate2::Compression::fast());
-        io::copy(&mut File::open(plain.path()).unwrap(), &mut encoder).unwrap();
+        io::copy(
+            &mut std::fs::File::open(plain.path()).unwrap(),
+            &mut encoder,
+        )
+        .unwrap();
         encoder.finish().unwrap();
 
         for path in [plain.path(), gz.path()] {

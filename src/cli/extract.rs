@@ -75,10 +75,11 @@ pub fn run_extract(args: ExtractArgs, env: Env) -> Result<()> {
         })
         .transpose()?;
     let path = Path::new(&args.file);
-    if !path.exists() {
+    if !crate::archive::volume::exists(path) {
         return Err(Error::input(format!("{} does not exist", path.display()))
             .hint("check the -f/--file path"));
     }
+    announce_part_check(path, &reporter);
     let mut archive = Archive::open(path)?;
     let cache = Cache::new(settings::cache_dir_setting(args.cache_dir.as_deref(), env));
     reporter.info(&format!(
@@ -110,4 +111,15 @@ pub fn run_extract(args: ExtractArgs, env: Env) -> Result<()> {
         reporter.result(&format!("{label}: digest: {}", image.digest));
     }
     Ok(())
+}
+
+/// Checking the parts of a split archive reads all of it: say so before the wait.
+pub fn announce_part_check(path: &Path, reporter: &Reporter) {
+    if let Ok(Some(base)) = crate::archive::volume::split_base(path) {
+        reporter.info(&format!(
+            "checking the parts of {} against {}",
+            base.display(),
+            crate::archive::volume::parts_path(&base).display()
+        ));
+    }
 }

@@ -22,6 +22,7 @@ use crate::ui::progress::human_bytes;
     example = "docker-image-pusher list",
     example = "docker-image-pusher list --json --cache-dir /mnt/usb/cache",
     example = "docker-image-pusher list --verbose",
+    example = "docker-image-pusher list --blobs > far-side-blobs.txt",
     note = "Environment: DOCKER_PUSHER_CACHE_DIR.",
     error_code(2, "usage: the command line is wrong"),
     error_code(3, "input: the cache is unreadable")
@@ -38,6 +39,10 @@ pub struct ListArgs {
     /// also show each image's platforms and every blob it uses (digest, size, media type)
     #[argh(switch, short = 'v')]
     pub verbose: bool,
+
+    /// print the digest of every blob in the cache, one a line (for save --exclude-from)
+    #[argh(switch)]
+    pub blobs: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -71,6 +76,9 @@ pub struct ListedBlob {
 
 pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
     let cache = Cache::new(settings::cache_dir_setting(args.cache_dir.as_deref(), env));
+    if args.blobs {
+        return super::write_stdout(&blob_list(&cache)?);
+    }
     let index = cache.read_index()?;
     let listed: Vec<Listed> = index
         .manifests
@@ -86,6 +94,26 @@ pub fn run_list(args: ListArgs, env: Env) -> Result<()> {
         table(&listed)
     };
     super::write_stdout(&text)
+}
+
+/// Every complete blob file in the cache, by digest. Only what the cache holds counts:
+/// partial downloads live elsewhere, and a file whose name is no digest is skipped.
+fn blob_list(cache: &Cache) -> Result<String> {
+    if !cache.exists() {
+        return Err(crate::error::Error::input(format!(
+            "{} is not a cache",
+            cache.root().display()
+        ))
+        .hint("name the cache with --cache-dir"));
+    }
+    let mut text = String::new();
+    for blob in cache.stored_blobs()? {
+        if let Some(digest) = blob.digest {
+            text.push_str(digest.as_str());
+            text.push('\n');
+        }
+    }
+    Ok(text)
 }
 
 fn describe(cache: &Cache, entry: &Entry, verbose: bool) -> Listed {

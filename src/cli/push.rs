@@ -18,6 +18,7 @@ use crate::error::{Class, Error, Result};
 use crate::image::reference::Reference;
 use crate::image::{Artifact, BlobSource};
 use crate::interrupt;
+use crate::ops::bundle;
 use crate::ops::push::{self, PushOptions};
 use crate::registry::http::retry::Deadline;
 use crate::transfer::upload::UploadOptions;
@@ -350,8 +351,14 @@ fn push_resolved(
         Some(_) => target.tag(),
         None => Some(target.tag_or_latest()),
     };
-    let source = if path.exists() {
-        Source::archive(path, args.source_tag.as_deref(), target_tag)?
+    let source = if crate::archive::volume::exists(path) {
+        Source::archive(
+            path,
+            args.source_tag.as_deref(),
+            target_tag,
+            &cache,
+            reporter,
+        )?
     } else {
         Source::cached(&cache, source, reporter)?
     };
@@ -412,15 +419,42 @@ struct Source {
 }
 
 impl Source {
-    fn archive(path: &Path, source_tag: Option<&str>, target_tag: Option<&str>) -> Result<Source> {
+    /// An archive, whole or split; an incremental bundle is completed from the cache, or
+    /// refused before anything is uploaded when the cache lacks what it left out.
+    fn archive(
+        path: &Path,
+        source_tag: Option<&str>,
+        target_tag: Option<&str>,
+        cache: &Cache,
+        reporter: &Reporter,
+    ) -> Result<Source> {
+        super::extract::announce_part_check(path, reporter);
         let mut archive = Archive::open(path)?;
         let artifact = archive.select(source_tag, target_tag)?;
+        let kind = archive.format().describe();
+        let label = path.display().to_string();
+        if archive.excluded().is_empty() {
+            return Ok(Source {
+                artifact,
+                kind,
+                label,
+                blobs: Box::new(archive),
+                _lock: None,
+            });
+        }
+        let lock = cache.lock(LockMode::Shared, &|| {
+            reporter.info("waiting for another process cleaning the cache")
+        })?;
+        bundle::require_excluded(&archive, cache, &[(label.clone(), &artifact)])?;
         Ok(Source {
             artifact,
-            kind: archive.format().describe(),
-            label: path.display().to_string(),
-            blobs: Box::new(archive),
-            _lock: None,
+            kind: "incremental bundle, completed from the cache",
+            label,
+            blobs: Box::new(bundle::CompletedBundle {
+                archive,
+                cache: Cache::new(cache.root()),
+            }),
+            _lock: Some(lock),
         })
     }
 

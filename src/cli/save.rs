@@ -6,12 +6,12 @@ use std::path::Path;
 
 use argh::FromArgs;
 
-use super::settings::{self, Env};
+use super::settings::{self, Env, parse_size};
 use super::verbosity;
 use crate::cache::Cache;
 use crate::compress::{Algorithm, Mode, Recipe};
 use crate::error::Result;
-use crate::ops::save::{self, SaveCompressionOptions};
+use crate::ops::save::{self, BundleOptions, SaveCompressionOptions};
 use crate::text::plural::count;
 use crate::ui::progress::{Reporter, human_bytes};
 
@@ -22,7 +22,9 @@ use crate::ui::progress::{Reporter, human_bytes};
     help_triggers("-h", "--help", "help"),
     name = "save",
     example = "docker-image-pusher save registry.example.com/team/app:1.0 busybox:latest -o /mnt/usb/images.tar",
-    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS.",
+    example = "docker-image-pusher save app:2.0 -o /mnt/usb/app.tar --split 4000M",
+    example = "docker-image-pusher save app:2.0 -o /mnt/usb/app-update.tar --exclude-from far-side-blobs.txt",
+    note = "The archive has the layout docker save writes from Docker 25 on (an OCI image layout plus manifest.json). With --split the same archive is cut into FILE.001, FILE.002, ... (cat FILE.[0-9]* > FILE joins them) and FILE.parts lists their sizes and sha256; push and extract read the parts in place. With --exclude-from the archive is an incremental bundle that docker load cannot read: extract it into a cache holding the layers it leaves out. Environment: DOCKER_PUSHER_CACHE_DIR, DOCKER_PUSHER_COMPRESS, DOCKER_PUSHER_COMPRESS_THREADS.",
     error_code(2, "usage: the command line is wrong"),
     error_code(
         3,
@@ -61,7 +63,18 @@ pub struct SaveArgs {
     /// threads compressing layers (default: one per CPU)
     #[argh(option)]
     pub compress_threads: Option<usize>,
+
+    /// cut the archive into parts FILE.001, FILE.002, ... of at most this size (e.g. 4000M for FAT32; at least 1M)
+    #[argh(option, from_str_fn(parse_size))]
+    pub split: Option<u64>,
+
+    /// leave out the layers this file names: a digest list from `list --blobs`, or an earlier bundle (repeatable)
+    #[argh(option)]
+    pub exclude_from: Vec<String>,
 }
+
+/// Parts smaller than this would only be a typo for a larger size.
+const MIN_SPLIT: u64 = 1 << 20;
 
 pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
     let verbose = settings::switch_setting(args.verbose, env, "DOCKER_PUSHER_VERBOSE")?;
@@ -80,11 +93,23 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
         })
     })
     .transpose()?;
+    if let Some(size) = args.split
+        && size < MIN_SPLIT
+    {
+        return Err(crate::error::Error::usage(format!(
+            "--split {size} is too small: parts must be at least 1M"
+        )));
+    }
+    let bundle = BundleOptions {
+        split: args.split,
+        exclude_from: args.exclude_from.clone(),
+    };
     let report = save::save(
         &cache,
         &args.images,
         Path::new(&args.output),
         compression,
+        &bundle,
         &reporter,
     )?;
     if args.json {
@@ -103,9 +128,28 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
             human_bytes(c.bytes_compressed)
         ));
     }
+    if report.excluded.as_ref().is_some_and(|e| e.layers == 0) {
+        reporter.info(
+            "the far side has none of these layers: this is a full archive docker load reads",
+        );
+    } else if let Some(excluded) = &report.excluded {
+        reporter.info(&format!(
+            "left out {} ({}) the far side has: docker load cannot read this bundle",
+            count(excluded.layers as u64, "layer"),
+            human_bytes(excluded.bytes)
+        ));
+    }
+    let output = match report.parts.as_slice() {
+        [] => report.output.clone(),
+        parts => format!(
+            "{} ({}, listed in {}.parts)",
+            report.output,
+            count(parts.len() as u64, "part"),
+            report.output
+        ),
+    };
     reporter.result(&format!(
-        "{}: {}, {}, {}",
-        report.output,
+        "{output}: {}, {}, {}",
         count(report.images.len() as u64, "image"),
         count(report.blobs as u64, "blob"),
         human_bytes(report.bytes)

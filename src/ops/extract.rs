@@ -84,6 +84,19 @@ pub fn extract(
         images.push((names, artifact));
     }
 
+    if !archive.excluded().is_empty() {
+        let labelled: Vec<(String, &Artifact)> = images
+            .iter()
+            .map(|(names, artifact)| {
+                let label = match names.first() {
+                    Some(name) => name.to_string(),
+                    None => artifact.root().digest.to_string(),
+                };
+                (label, artifact)
+            })
+            .collect();
+        crate::ops::bundle::require_excluded(archive, cache, &labelled)?;
+    }
     let _lock = cache
         .open_for_adding(&|| reporter.info("waiting for another process cleaning the cache"))?;
     let mut report = ExtractReport::default();

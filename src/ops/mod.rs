@@ -3,6 +3,7 @@
 //! report; `batch` runs a set of blob transfers on the worker pool for push and pull.
 
 pub mod batch;
+pub mod bundle;
 pub mod copy;
 pub mod extract;
 pub mod pull;

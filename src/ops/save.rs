@@ -6,14 +6,17 @@
 //! written under a temporary name and renamed when complete, so a full USB stick or a
 //! pulled plug never leaves a file that looks whole.
 
+mod exclude;
+mod split;
+
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde_json::json;
 
-use crate::cache::files::{LockMode, TempFile};
+use crate::archive::incremental;
+use crate::cache::files::LockMode;
 use crate::cache::reach::reach;
 use crate::cache::variants::Variant;
 use crate::cache::{Cache, Entry};
@@ -41,6 +44,27 @@ pub struct SaveReport {
     /// With `--compress`: what was compressed on the way into the archive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<SaveCompression>,
+    /// With `--split`: the parts written, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+    /// With `--exclude-from`: layers left out because the far side has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<SaveExcluded>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SaveExcluded {
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+/// How the archive is laid out: cut into parts, and which blobs it leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct BundleOptions {
+    /// `--split`: the largest part, in bytes.
+    pub split: Option<u64>,
+    /// `--exclude-from`: digest lists or earlier bundles naming blobs the far side has.
+    pub exclude_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -69,11 +93,20 @@ pub fn save(
     queries: &[String],
     output: &Path,
     compression: Option<SaveCompressionOptions>,
+    bundle: &BundleOptions,
     reporter: &Reporter,
 ) -> Result<SaveReport> {
     if queries.is_empty() {
         return Err(Error::usage("name at least one cached image to save"));
     }
+    if compression.is_some() && !bundle.exclude_from.is_empty() {
+        // Compressed layers get new digests, which no list from the far side names.
+        return Err(
+            Error::usage("--exclude-from cannot be combined with --compress")
+                .hint("save the incremental bundle without --compress"),
+        );
+    }
+    let present = exclude::present_blobs(&bundle.exclude_from)?;
     let _lock = cache.lock(LockMode::Shared, &|| {
         reporter.info("waiting for another process cleaning the cache")
     })?;
@@ -112,9 +145,22 @@ pub fn save(
             .hint("pull or extract it again, then save"));
         }
         blobs.extend(reached.blobs);
-        if compression.is_some() {
+        if compression.is_some() || !bundle.exclude_from.is_empty() {
             artifacts.push(cache.artifact(&image.entry)?);
         }
+    }
+    let mut excluded: BTreeMap<Digest, u64> = BTreeMap::new();
+    if !bundle.exclude_from.is_empty() {
+        for (digest, size) in exclude::layers(&artifacts)? {
+            if present.contains(&digest) && blobs.remove(&digest).is_some() {
+                excluded.insert(digest, size);
+            }
+        }
+    }
+    if let Some(size) = bundle.split
+        && compression.is_none()
+    {
+        split::check_part_count(blobs.values().sum(), size)?;
     }
     // Layers to compress, and the manifests that are written after them (rebuilt around
     // the compressed layers, or as they are).
@@ -131,12 +177,8 @@ pub fn save(
         }
     }
 
-    let directory = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp = TempFile::create(directory, ".docker-image-pusher-save")?;
-    let mut writer = ArchiveWriter::new(temp.file());
+    let mut sink = split::Sink::create(output, bundle.split)?;
+    let mut writer = ArchiveWriter::new(sink.writer());
     let failed = |e: io::Error| match e.kind() {
         io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
             Error::input(format!("a blob in the cache is damaged: {e}"))
@@ -220,10 +262,12 @@ pub fn save(
             }
         }
     }
+    // Nothing left out: a full archive, which docker load reads.
+    let incremental = (!excluded.is_empty()).then_some(&excluded);
     writer
-        .documents(&descriptors, &items, &repositories)
+        .documents(&descriptors, &items, &repositories, incremental)
         .map_err(failed)?;
-    temp.commit(output)?;
+    let parts = sink.commit(output)?;
     Ok(SaveReport {
         output: output.display().to_string(),
         images: chosen
@@ -236,6 +280,11 @@ pub fn save(
         blobs: count,
         bytes: total,
         compression: summary,
+        parts,
+        excluded: (!bundle.exclude_from.is_empty()).then(|| SaveExcluded {
+            layers: excluded.len(),
+            bytes: excluded.values().sum(),
+        }),
     })
 }
 
@@ -359,11 +408,11 @@ fn familiar_repository(name: &Reference) -> String {
 
 /// The archive as it is written: a tar of blobs, then the layout's documents.
 struct ArchiveWriter<'f> {
-    builder: tar::Builder<BufWriter<&'f mut File>>,
+    builder: tar::Builder<BufWriter<&'f mut dyn split::WriteSeek>>,
 }
 
 impl<'f> ArchiveWriter<'f> {
-    fn new(file: &'f mut File) -> ArchiveWriter<'f> {
+    fn new(file: &'f mut dyn split::WriteSeek) -> ArchiveWriter<'f> {
         let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
         builder.mode(tar::HeaderMode::Deterministic);
         ArchiveWriter { builder }
@@ -500,11 +549,15 @@ impl<'f> ArchiveWriter<'f> {
         }))
     }
 
+    /// The layout's documents. An incremental bundle has no `manifest.json` (which would
+    /// send `docker load` after layer files that are not there) but the marker directory
+    /// listing what it left out, see `archive::incremental`.
     fn documents(
         mut self,
         descriptors: &[serde_json::Value],
         items: &[serde_json::Value],
         repositories: &BTreeMap<String, BTreeMap<String, String>>,
+        incremental: Option<&BTreeMap<Digest, u64>>,
     ) -> io::Result<()> {
         let index = json!({
             "schemaVersion": 2,
@@ -517,8 +570,24 @@ impl<'f> ArchiveWriter<'f> {
             ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
             ("repositories", serde_json::to_vec(repositories)?),
         ];
+        if let Some(excluded) = incremental {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            self.builder.append_data(
+                &mut header,
+                format!("{}/", incremental::MARKER_DIR),
+                io::empty(),
+            )?;
+            self.blob(incremental::README_ENTRY, incremental::README.as_bytes())?;
+            self.blob(incremental::EXCLUDED_ENTRY, &incremental::render(excluded))?;
+        }
         for (name, bytes) in documents {
-            self.blob(name, &bytes)?;
+            let docker_only = name == "manifest.json" || name == "repositories";
+            if incremental.is_none() || !docker_only {
+                self.blob(name, &bytes)?;
+            }
         }
         self.builder.into_inner()?.flush()
     }
