@@ -59,6 +59,10 @@ pub struct SaveArgs {
     /// threads compressing layers (default: one per CPU)
     #[argh(option)]
     pub compress_threads: Option<usize>,
+
+    /// the most memory compressing may use, the whole process included (default 32M; suffixes K, M, G accepted); more lets more blocks compress at once
+    #[argh(option, from_str_fn(settings::parse_size))]
+    pub memory_limit: Option<u64>,
 }
 
 pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
@@ -75,6 +79,7 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
         Ok::<_, crate::error::Error>(SaveCompressionOptions {
             recipe: Recipe::of(algorithm),
             threads: settings::compress_threads_setting(args.compress_threads, env)?,
+            memory_limit: settings::memory_limit_setting(args.memory_limit, env)?,
         })
     })
     .transpose()?;
