@@ -11,6 +11,7 @@ mod cache_extract;
 mod cache_pull;
 mod cache_trust;
 mod compression;
+mod compression_memory;
 mod credential_safety;
 mod fault_tolerance;
 mod fixtures_selftest;
