@@ -365,7 +365,7 @@ impl LayerCompression<'_> {
     /// Streams the compressed layer into `session` from compressed byte `offset` (what the
     /// registry holds), in chunks of the registry's chunk size, then closes the session
     /// with the digest. After any failure it asks the registry where it stands and goes on
-    /// from there: from the chunk in memory when it can, else by recompressing.
+    /// from there: from the chunk in its spill file when it can, else by recompressing.
     fn stream(
         &self,
         layer: &Blob,
