@@ -61,6 +61,10 @@ mkdir -p "$(dirname "$results")"
   echo
   awk -F'\t' -f bench/memory.awk "$rows"
   echo
+  echo "### Memory while compressing: peak RSS within the default --memory-limit (32 MiB), loopback"
+  echo
+  awk -F'\t' -f bench/compress-memory.awk "$rows"
+  echo
   echo "### Budgets (issue 6)"
   echo
   echo "| Budget | Aim | Measured |"

@@ -68,6 +68,8 @@ image_layers() {
     small40s) small_layers $((16 << 10)) ;;
     text256m) echo "256M" ;;
     text64m) echo "16M 16M 16M 16M" ;;
+    text4x64m) echo "64M 64M 64M 64M" ;;
+    text1g) echo "1G" ;;
     *) echo "unknown image $1" >&2; return 1 ;;
   esac
 }
@@ -127,12 +129,13 @@ profile() {
   # (loopback: a compressible image, on 1, 2 and all cores, against the gzip command and
   # skopeo), and whole pushes of a compressible and an incompressible image on slow links.
   case $1 in
-    loopback) p_compress_images="text256m" ;;
+    loopback) p_compress_images="text256m"; p_memory_images="text4x64m text1g" ;;
     100mbit) p_compress_images="text256m big256m" ;;
     20mbit) p_compress_images="text64m big64m" ;;
     *) p_compress_images="" ;;
   esac
-  has_set compression || p_compress_images=""
+  [ "$1" = loopback ] || p_memory_images=""
+  has_set compression || { p_compress_images=""; p_memory_images=""; }
   # The copy rows: registry to registry, both on the registry side's loopback.
   case $1 in loopback) p_copy_images="big2g" ;; *) p_copy_images="" ;; esac
   has_set copy || p_copy_images=""
@@ -469,6 +472,19 @@ copy_all_ways() {
   stop_source_registry
 }
 
+# The --memory-limit rows (issue 13): compressing pushes with default flags, whose peak RSS
+# must stay within the default 32 MiB limit whatever the layers (bench/compress-memory.awk).
+compress_memory() {
+  local name=$1 image=$2 archive=$work/images/$2.tar round algorithm
+  local target=$endpoint/bench/$image:1
+  for round in $(seq "$p_repeat"); do
+    for algorithm in gzip zstd; do
+      measure "$name" "$image" "$round" "pusher --compress $algorithm, default flags" "${client[@]}" \
+        "$bin" push --source "$archive" --target "http://$target" --compress $algorithm
+    done
+  done
+}
+
 # ---------------------------------------------------------------------------------------
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -479,7 +495,7 @@ fi
 
 for name in $profiles; do
   profile "$name"
-  for image in $p_images $p_compress_images $p_copy_images; do ensure_image "$image"; done
+  for image in $p_images $p_compress_images $p_memory_images $p_copy_images; do ensure_image "$image"; done
 done
 setup_network
 registry_port=$(free_port)
@@ -490,6 +506,7 @@ for name in $profiles; do
   for image in $p_images; do push_all_ways "$name" "$image"; done
   for image in $p_compress_images; do compress_all_ways "$name" "$image"; done
   for image in $p_copy_images; do copy_all_ways "$name" "$image"; done
+  for image in $p_memory_images; do compress_memory "$name" "$image"; done
 done
 stop_proxy
 

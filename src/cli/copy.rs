@@ -263,6 +263,7 @@ pub fn run_copy(args: CopyArgs, env: Env) -> Result<()> {
             )?,
             compress: crate::compress::Mode::None,
             compress_threads: 1,
+            memory_limit: crate::compress::budget::DEFAULT_LIMIT,
         },
         platform,
     };

@@ -188,6 +188,10 @@ pub struct PushArgs {
     #[argh(option)]
     pub compress_threads: Option<usize>,
 
+    /// the most memory compressing may use, the whole process included (default 32M; suffixes K, M, G accepted); more lets more blocks compress at once
+    #[argh(option, from_str_fn(parse_size))]
+    pub memory_limit: Option<u64>,
+
     /// try to mount blobs from this repository of the same registry before uploading them (repeatable)
     #[argh(option)]
     pub mount_from: Vec<String>,
@@ -329,6 +333,7 @@ fn push_resolved(
         )?,
         compress: settings::compress_setting(args.compress.as_deref(), env)?,
         compress_threads: settings::compress_threads_setting(args.compress_threads, env)?,
+        memory_limit: settings::memory_limit_setting(args.memory_limit, env)?,
     };
 
     let source = source_setting(args)?;

@@ -121,6 +121,7 @@ pub fn run_push_all(args: &PushArgs, env: Env) -> Result<()> {
         )?,
         compress: crate::compress::Mode::None,
         compress_threads: 1,
+        memory_limit: crate::compress::budget::DEFAULT_LIMIT,
     };
     let state = StateDir::for_cache(&settings::cache_dir_setting(args.cache_dir.as_deref(), env));
     let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {

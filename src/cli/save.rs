@@ -71,6 +71,10 @@ pub struct SaveArgs {
     /// leave out the layers this file names: a digest list from `list --blobs`, or an earlier bundle (repeatable)
     #[argh(option)]
     pub exclude_from: Vec<String>,
+
+    /// the most memory compressing may use, the whole process included (default 32M; suffixes K, M, G accepted); more lets more blocks compress at once
+    #[argh(option, from_str_fn(settings::parse_size))]
+    pub memory_limit: Option<u64>,
 }
 
 /// Parts smaller than this would only be a typo for a larger size.
@@ -90,6 +94,7 @@ pub fn run_save(args: SaveArgs, env: Env) -> Result<()> {
         Ok::<_, crate::error::Error>(SaveCompressionOptions {
             recipe: Recipe::of(algorithm),
             threads: settings::compress_threads_setting(args.compress_threads, env)?,
+            memory_limit: settings::memory_limit_setting(args.memory_limit, env)?,
         })
     })
     .transpose()?;

@@ -41,6 +41,7 @@ pub mod limits {
     pub const TIMEOUT_SECONDS: (u64, u64) = (1, 86_400);
     pub const CHUNK_SIZE: (u64, u64) = (512, 4 << 30);
     pub const LARGE_LAYER_THRESHOLD: (u64, u64) = (1, 1 << 40);
+    pub const MEMORY_LIMIT: (u64, u64) = (1, 1 << 40);
     pub const SPEED_THRESHOLD_MB: f64 = 100_000.0;
 }
 
@@ -228,6 +229,25 @@ pub fn compress_threads_setting(flag: Option<usize>, env: Env) -> Result<usize> 
     }
 }
 
+/// `--memory-limit` (or `DOCKER_PUSHER_MEMORY_LIMIT`): the most memory a compressing push
+/// or save may use, 32M by default; below the room for one block it cannot compress.
+pub fn memory_limit_setting(flag: Option<u64>, env: Env) -> Result<u64> {
+    use crate::compress::budget::{DEFAULT_LIMIT, MIN_LIMIT};
+    let limit = size_setting(flag, env, "DOCKER_PUSHER_MEMORY_LIMIT", DEFAULT_LIMIT)?;
+    if limit < MIN_LIMIT {
+        let given = if limit % (1 << 20) == 0 {
+            format!("{}M", limit >> 20)
+        } else {
+            limit.to_string()
+        };
+        return Err(Error::usage(format!(
+            "--memory-limit {given} is too small: compressing needs at least {}M",
+            MIN_LIMIT.div_ceil(1 << 20)
+        )));
+    }
+    in_range(limit, "--memory-limit", limits::MEMORY_LIMIT)
+}
+
 /// A switch: on when given, else when the environment variable says true.
 pub fn switch_setting(flag: bool, env: Env, name: &str) -> Result<bool> {
     Ok(optional_switch(flag, env, name)?.unwrap_or(false))
@@ -362,6 +382,24 @@ mod tests {
         assert_eq!(optional_switch(false, &off, "OFF").unwrap(), Some(false));
         assert_eq!(optional_switch(true, &off, "OFF").unwrap(), Some(true));
         assert_eq!(optional_switch(false, &off, "MISSING").unwrap(), None);
+    }
+
+    #[test]
+    fn a_memory_limit_below_one_block_is_refused_naming_the_minimum() {
+        let none = |_: &str| None;
+        assert_eq!(memory_limit_setting(None, &none).unwrap(), 32 << 20);
+        assert_eq!(
+            memory_limit_setting(Some(512 << 20), &none).unwrap(),
+            512 << 20
+        );
+        let error = memory_limit_setting(Some(8 << 20), &none).unwrap_err();
+        assert_eq!(error.class, crate::error::Class::Usage);
+        assert_eq!(
+            error.message,
+            "--memory-limit 8M is too small: compressing needs at least 19M"
+        );
+        let env = |_: &str| Some("64M".to_string());
+        assert_eq!(memory_limit_setting(None, &env).unwrap(), 64 << 20);
     }
 
     #[test]

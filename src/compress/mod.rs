@@ -10,6 +10,7 @@
 //! reader over them, `manifest` rebuilds manifests around compressed layers. Whether to
 //! compress at all is push policy (`ops::push::plan`).
 
+pub mod budget;
 pub mod manifest;
 pub mod pool;
 pub mod stream;
@@ -21,7 +22,7 @@ use crate::image::{Blob, media};
 
 pub use pool::{Compressor, MeterReading};
 pub use stream::{
-    CompressedReader, FrameStream, Frames, MemoryBlob, RecompressingSource, is_already_compressed,
+    CompressedReader, FrameStream, Frames, RecompressingSource, is_already_compressed,
 };
 
 /// Uncompressed bytes per block. Large enough that the per-member overhead (18 bytes of

@@ -2,6 +2,8 @@
 //! the CPU work never exceeds its thread budget however many uploads run at once: upload
 //! workers wait on the network, compression threads on the CPU, and a 2-core machine gets
 //! 2 of the latter by default. The [`Meter`] counts what went through, for the monitor.
+//! The pool's [`Budget`] bounds the memory of the blocks queued and compressed, across
+//! all layers.
 
 use std::io;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Recipe;
+use super::budget::{self, Budget};
 
 struct Job {
     recipe: Recipe,
@@ -63,11 +66,14 @@ pub struct Compressor {
     jobs: Sender<Job>,
     threads: usize,
     meter: Arc<Meter>,
+    memory: Budget,
 }
 
 impl Compressor {
-    /// A pool of `threads` compression threads (at least one).
-    pub fn new(threads: usize) -> Compressor {
+    /// A pool of `threads` compression threads (at least one) whose blocks in flight fit
+    /// a process of at most `memory_limit` bytes.
+    pub fn new(threads: usize, memory_limit: u64) -> Compressor {
+        budget::return_freed_blocks();
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let meter = Arc::new(Meter::default());
         let threads = threads.max(1);
@@ -83,6 +89,7 @@ impl Compressor {
             jobs,
             threads,
             meter,
+            memory: Budget::new(budget::for_blocks(memory_limit)),
         }
     }
 
@@ -93,6 +100,11 @@ impl Compressor {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The memory the blocks of every layer share.
+    pub fn memory(&self) -> &Budget {
+        &self.memory
     }
 
     pub fn meter(&self) -> &Arc<Meter> {
@@ -147,7 +159,7 @@ mod tests {
         let input = vec![7u8; 100_000];
         let expected = recipe.encode_block(&input).unwrap();
         for threads in [1, 3] {
-            let pool = Compressor::new(threads);
+            let pool = Compressor::new(threads, budget::DEFAULT_LIMIT);
             let pending: Vec<_> = (0..6).map(|_| pool.submit(recipe, input.clone())).collect();
             for result in pending {
                 assert_eq!(result.recv().unwrap().unwrap(), expected);

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::{Compressor, Recipe, looks_compressed};
+use super::budget::{Lease, PER_BLOCK};
+use super::{BLOCK_SIZE, Compressor, Recipe, looks_compressed};
 use crate::image::digest::{Digest, DigestMismatch, Hasher};
 use crate::image::{Blob, BlobSource};
 
@@ -111,14 +112,19 @@ pub struct Frame {
     /// Uncompressed bytes the frame holds.
     pub input_len: u64,
     pub bytes: Vec<u8>,
+    /// The frame's share of the pool's memory, given back when the frame is dropped.
+    _memory: Lease,
 }
 
-type Pending = (u64, u64, Receiver<io::Result<Vec<u8>>>);
+/// A block in the pool: its index, uncompressed length, where the frame will arrive and
+/// the memory it holds.
+type Pending = (u64, u64, Receiver<io::Result<Vec<u8>>>, Lease);
 
 /// The frames of a layer in order, from a given block on, with a bounded number of blocks
 /// in the pool at once (one per thread, and one more so a thread never waits for the
-/// reader): memory stays at those blocks and their frames, and while the caller is busy
-/// with one frame the pool works on the next ones.
+/// reader), each holding a lease on the pool's memory budget: however many layers are
+/// compressed at once, their blocks and frames stay within it, and while the caller is
+/// busy with one frame the pool works on the next ones.
 pub struct FrameStream {
     compressor: Compressor,
     recipe: Recipe,
@@ -126,7 +132,6 @@ pub struct FrameStream {
     size: u64,
     next_block: u64,
     blocks: u64,
-    /// Blocks in the pool: index, uncompressed length, where the frame will arrive.
     pending: VecDeque<Pending>,
     lookahead: usize,
     /// Checks the uncompressed bytes against the layer's digest when reading from the
@@ -175,6 +180,18 @@ impl FrameStream {
         while self.pending.len() < self.lookahead && self.next_block < self.blocks {
             let start = self.next_block * self.recipe.block_size;
             let length = self.recipe.block_size.min(self.size - start);
+            // Wait for memory only with nothing in the pool: a stream holding leases
+            // could otherwise wait for memory that only its own unread frames hold.
+            let cost = length * 2 + (PER_BLOCK - 2 * BLOCK_SIZE);
+            let memory = self.compressor.memory();
+            let lease = if self.pending.is_empty() {
+                memory.acquire(cost)
+            } else {
+                match memory.try_acquire(cost) {
+                    Some(lease) => lease,
+                    None => break,
+                }
+            };
             let mut block = vec![0u8; length as usize];
             self.source.read_exact(&mut block).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -202,7 +219,8 @@ impl FrameStream {
                 }
             }
             let job = self.compressor.submit(self.recipe, block);
-            self.pending.push_back((self.next_block, length, job));
+            self.pending
+                .push_back((self.next_block, length, job, lease));
             self.next_block += 1;
         }
         Ok(())
@@ -220,7 +238,7 @@ impl Iterator for FrameStream {
             self.failed = true;
             return Some(Err(e));
         }
-        let (index, input_len, job) = self.pending.pop_front()?;
+        let (index, input_len, job, mut memory) = self.pending.pop_front()?;
         let bytes = match job.try_recv() {
             Ok(result) => result,
             Err(_) => {
@@ -232,10 +250,15 @@ impl Iterator for FrameStream {
                 result
             }
         };
-        Some(bytes.map(|bytes| Frame {
-            index,
-            input_len,
-            bytes,
+        Some(bytes.map(|bytes| {
+            // The block's input is gone: only the frame is held from here on.
+            memory.shrink_to(bytes.capacity() as u64);
+            Frame {
+                index,
+                input_len,
+                bytes,
+                _memory: memory,
+            }
         }))
     }
 }
@@ -245,7 +268,7 @@ impl Iterator for FrameStream {
 pub struct CompressedReader {
     frames: FrameStream,
     table: Arc<Frames>,
-    current: Vec<u8>,
+    current: Option<Frame>,
     position: usize,
     /// Bytes of the next frame to drop: the offset fell inside it.
     skip: u64,
@@ -258,7 +281,7 @@ impl CompressedReader {
         CompressedReader {
             frames,
             table,
-            current: Vec::new(),
+            current: None,
             position: 0,
             skip,
             consumed: 0,
@@ -297,22 +320,29 @@ impl CompressedReader {
 
 impl Read for CompressedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.current.len() {
+        loop {
+            if let Some(frame) = &self.current
+                && self.position < frame.bytes.len()
+            {
+                let rest = &frame.bytes[self.position..];
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                self.position += n;
+                return Ok(n);
+            }
+            // A frame read out gives its memory back before the next one is waited for.
+            self.current = None;
             let Some(frame) = self.frames.next() else {
                 return Ok(0);
             };
             let frame = frame?;
             self.table.record(frame.index, frame.bytes.len() as u64)?;
             self.consumed += frame.input_len;
-            self.current = frame.bytes;
-            let skip = self.skip.min(self.current.len() as u64);
+            let skip = self.skip.min(frame.bytes.len() as u64);
             self.position = skip as usize;
             self.skip -= skip;
+            self.current = Some(frame);
         }
-        let n = buf.len().min(self.current.len() - self.position);
-        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
     }
 }
 
@@ -351,48 +381,11 @@ impl BlobSource for RecompressingSource<'_> {
     }
 }
 
-/// A blob held in memory (a small layer compressed whole before its upload). Readers share
-/// the bytes: a retried request does not copy them again.
-pub struct MemoryBlob {
-    pub blob: Blob,
-    pub bytes: Arc<Vec<u8>>,
-}
-
-impl BlobSource for MemoryBlob {
-    fn open_blob(&self, blob: &Blob, offset: u64) -> io::Result<Box<dyn Read + Send>> {
-        if blob.digest != self.blob.digest {
-            return Err(io::Error::other(format!(
-                "blob {} is not held",
-                blob.digest
-            )));
-        }
-        Ok(Box::new(SharedBytes {
-            bytes: self.bytes.clone(),
-            position: (offset as usize).min(self.bytes.len()),
-        }))
-    }
-}
-
-/// Reads shared bytes from a position.
-pub struct SharedBytes {
-    pub bytes: Arc<Vec<u8>>,
-    pub position: usize,
-}
-
-impl Read for SharedBytes {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let rest = &self.bytes[self.position..];
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.position += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compress::{Algorithm, BLOCK_SIZE};
+    use crate::compress::Algorithm;
+    use crate::compress::budget::DEFAULT_LIMIT;
     use crate::image::test_doubles::OneLayer;
 
     fn layer(bytes: &[u8]) -> Blob {
@@ -420,7 +413,7 @@ mod tests {
         let bytes = content((2 * BLOCK_SIZE + 12_345) as usize);
         let source = OneLayer(bytes.clone());
         let layer = layer(&bytes);
-        let compressor = Compressor::new(2);
+        let compressor = Compressor::new(2, DEFAULT_LIMIT);
         let recipe = Recipe::of(Algorithm::Gzip);
         let table = Arc::new(Frames::default());
         let whole = read_all(
@@ -439,11 +432,48 @@ mod tests {
     }
 
     #[test]
+    fn streams_sharing_a_one_block_budget_all_finish_with_the_same_bytes() {
+        use crate::compress::budget::{MIN_LIMIT, PER_BLOCK};
+        let bytes = content((3 * BLOCK_SIZE + 99) as usize);
+        let source = OneLayer(bytes.clone());
+        let layer = layer(&bytes);
+        let recipe = Recipe::of(Algorithm::Zstd);
+        let roomy = Compressor::new(2, DEFAULT_LIMIT);
+        let expected = read_all(
+            CompressedReader::open(&roomy, recipe, &source, &layer, Arc::default(), 0).unwrap(),
+        );
+        let tight = Compressor::new(2, MIN_LIMIT);
+        let outputs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let streams: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        for frame in FrameStream::new(
+                            &tight,
+                            recipe,
+                            Box::new(io::Cursor::new(bytes.clone())),
+                            &layer,
+                            0,
+                        ) {
+                            assert!(tight.memory().used() <= PER_BLOCK);
+                            out.extend(frame.unwrap().bytes);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            streams.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(outputs.iter().all(|o| *o == expected));
+        assert_eq!(tight.memory().used(), 0);
+    }
+
+    #[test]
     fn a_corrupt_source_fails_before_the_last_frame() {
         let bytes = content(BLOCK_SIZE as usize + 10);
         let mut layer = layer(&bytes);
         layer.digest = Digest::of(b"something else");
-        let compressor = Compressor::new(1);
+        let compressor = Compressor::new(1, DEFAULT_LIMIT);
         let mut frames = FrameStream::new(
             &compressor,
             Recipe::of(Algorithm::Zstd),
@@ -478,7 +508,7 @@ mod tests {
             .encode_block(&content(5000))
             .unwrap();
         let layer = layer(&bytes);
-        let compressor = Compressor::new(1);
+        let compressor = Compressor::new(1, DEFAULT_LIMIT);
         let mut frames = FrameStream::new(
             &compressor,
             Recipe::of(Algorithm::Gzip),
@@ -493,7 +523,7 @@ mod tests {
     fn a_short_source_is_an_error_not_a_short_stream() {
         let bytes = content(1000);
         let layer = layer(&bytes);
-        let compressor = Compressor::new(1);
+        let compressor = Compressor::new(1, DEFAULT_LIMIT);
         let mut frames = FrameStream::new(
             &compressor,
             Recipe::of(Algorithm::Gzip),

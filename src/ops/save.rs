@@ -75,11 +75,13 @@ pub struct SaveCompression {
     pub bytes_compressed: u64,
 }
 
-/// How `save` compresses uncompressed layers: the recipe and the pool's threads.
+/// How `save` compresses uncompressed layers: the recipe, the pool's threads and the
+/// memory they may use (`--memory-limit`).
 #[derive(Debug, Clone, Copy)]
 pub struct SaveCompressionOptions {
     pub recipe: Recipe,
     pub threads: usize,
+    pub memory_limit: u64,
 }
 
 /// One image to save: its index entry and every name it goes by.
@@ -193,7 +195,7 @@ pub fn save(
     let mut written_manifests: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut summary = None;
     if let Some(options) = compression {
-        let compressor = Compressor::new(options.threads);
+        let compressor = Compressor::new(options.threads, options.memory_limit);
         let mut compressed: BTreeMap<Digest, Compressed> = BTreeMap::new();
         let mut bytes_uncompressed = 0;
         for layer in layers.values() {

@@ -6,21 +6,26 @@
 //!   the compressed blob is an ordinary blob to the [`Uploader`], served by recompressing
 //!   from whatever offset it asks for (one request, chunks, resumes, saved sessions, mounts:
 //!   all unchanged);
-//! - **small** (up to [`IN_MEMORY`] and one chunk): compressed whole in memory, then uploaded as a known
-//!   blob (the digest is known before the upload starts, so it can be `HEAD`ed first);
+//! - **small** (up to [`SMALL_LAYER`] and one chunk): compressed whole into a spill file,
+//!   then uploaded from there as a known blob (the digest is known before the upload
+//!   starts, so it can be `HEAD`ed first);
 //! - **streamed** (larger): an upload session is opened and the compressed bytes go up in
 //!   chunks while they are produced, hashed as they go; the closing `PUT ?digest=` names
 //!   the digest only known at the end. Each block's compressed size is recorded as it is
 //!   produced and saved with the session, so an offset the registry reports maps back to a
 //!   block, and a resume (in this run or the next) recompresses from there to the same
-//!   bytes. A chunk in flight is kept in memory until the registry confirmed it, so a
-//!   failed chunk is sent again without recompressing;
+//!   bytes. A chunk in flight is kept in a spill file (not in memory) until the registry
+//!   confirmed it, so a failed chunk is sent again without recompressing;
 //! - **two passes** (registries that refuse chunked uploads, where the digest must be in
 //!   the first request): the layer is compressed once to learn the digest, without keeping
 //!   the output, then uploaded as a known blob.
 //!
 //! A layer whose first bytes turn out to be gzip, zstd, xz or bzip2 despite its media type
 //! goes up as it is.
+//!
+//! Memory: the blocks being compressed hold leases on the pool's budget
+//! (`compress::budget`, from `--memory-limit`); compressed bytes go to spill files in the
+//! state directory, so no path holds a chunk or a layer in RAM.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -33,9 +38,8 @@ use crate::cache::Cache;
 use crate::cache::state::StateDir;
 use crate::cache::variants::Variant;
 use crate::compress::manifest::Compressed;
-use crate::compress::stream::SharedBytes;
 use crate::compress::{
-    CompressedReader, Compressor, FrameStream, Frames, MemoryBlob, Recipe, RecompressingSource,
+    CompressedReader, Compressor, FrameStream, Frames, Recipe, RecompressingSource,
     is_already_compressed,
 };
 use crate::error::{Class, Error, Result};
@@ -51,14 +55,16 @@ use crate::transfer::session::{
 use crate::transfer::upload::{Counting, Outcome, Progress, UploadOptions, Uploader, Wait};
 
 mod chunks;
+mod spill;
 use chunks::*;
+use spill::{Spill, SpilledBlob};
 
-/// Layers up to this size (and the chunk size) are compressed whole in memory before
-/// their upload: no more memory than a chunk in flight.
-pub const IN_MEMORY: u64 = 16 << 20;
+/// Layers up to this size (and the chunk size) are compressed whole before their upload,
+/// into a spill file: their digest is then known before the upload starts.
+pub const SMALL_LAYER: u64 = 16 << 20;
 /// The largest chunk of a compressed stream (unless the registry demands larger ones):
-/// two are in memory per layer (one sent, one filled), so this bounds what compressing
-/// costs in memory however large `--chunk-size` is.
+/// two are in a layer's spill file (one sent, one filled), so this bounds the disk a
+/// stream takes however large `--chunk-size` is.
 pub const MAX_STREAM_CHUNK: u64 = 16 << 20;
 
 pub struct LayerCompression<'a> {
@@ -145,8 +151,8 @@ impl LayerCompression<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let compressed = if layer.size <= IN_MEMORY.min(self.options.chunk_size) {
-            self.in_memory(layer)?
+        let compressed = if layer.size <= SMALL_LAYER.min(self.options.chunk_size) {
+            self.whole(layer)?
         } else {
             self.streamed(layer)?
         };
@@ -213,12 +219,21 @@ impl LayerCompression<'_> {
         Ok(Some(sizes))
     }
 
-    /// Compresses a small layer whole, then uploads it from memory.
-    fn in_memory(&self, layer: &Blob) -> Result<Option<Done>> {
-        let mut bytes = Vec::new();
+    /// Where compressed bytes wait for the registry: the state directory, when there is one.
+    fn spill(&self) -> io::Result<Spill> {
+        Spill::create(self.state.map(StateDir::root))
+    }
+
+    /// Compresses a small layer whole into a spill file, then uploads it from there.
+    fn whole(&self, layer: &Blob) -> Result<Option<Done>> {
+        let spill = self.spill().map_err(|e| spill_error(layer, e))?;
+        let mut hasher = Hasher::new();
         let started = Instant::now();
         let sizes = self.compress_whole(layer, |frame| {
-            bytes.extend_from_slice(frame);
+            spill
+                .write_at(frame, hasher.position())
+                .map_err(|e| spill_error(layer, e))?;
+            hasher.update(frame);
             Ok(())
         })?;
         (self.progress).waited(Wait::Compressed, started.elapsed().as_secs_f64());
@@ -230,17 +245,17 @@ impl LayerCompression<'_> {
             &layer.digest,
             layer.size,
             &self.recipe,
-            Digest::of(&bytes),
+            hasher.digest(),
             sizes,
         );
         self.record(&variant);
-        let memory = MemoryBlob {
+        let spilled = SpilledBlob {
             blob: self.compressed_blob(&variant),
-            bytes: Arc::new(bytes),
+            spill,
         };
         self.progress
             .scale(layer.size as f64 / variant.size.max(1) as f64);
-        let outcome = self.uploader(&memory).upload(&memory.blob)?;
+        let outcome = self.uploader(&spilled).upload(&spilled.blob)?;
         Ok(Some(done(outcome, &variant)))
     }
 
@@ -330,6 +345,14 @@ fn stopped_at(layer: &Blob, offset: u64) -> String {
     )
 }
 
+fn spill_error(layer: &Blob, error: io::Error) -> Error {
+    Error::input(format!(
+        "cannot keep the compressed bytes of layer {} on disk: {error}",
+        layer.digest.short()
+    ))
+    .hint("free some disk space in the cache directory (--cache-dir) or the temporary directory")
+}
+
 fn read_error(layer: &Blob, error: io::Error) -> Error {
     if let Some(mismatch) = find_mismatch(&error) {
         return Error::input(format!(
@@ -345,7 +368,7 @@ impl LayerCompression<'_> {
     /// Streams the compressed layer into `session` from compressed byte `offset` (what the
     /// registry holds), in chunks of the registry's chunk size, then closes the session
     /// with the digest. After any failure it asks the registry where it stands and goes on
-    /// from there: from the chunk in memory when it can, else by recompressing.
+    /// from there: from the chunk in its spill file when it can, else by recompressing.
     fn stream(
         &self,
         layer: &Blob,
@@ -397,7 +420,7 @@ impl LayerCompression<'_> {
                     self.progress
                         .scale(chunk.consumed as f64 / chunk.end() as f64);
                 }
-                let failure = if chunk.bytes.is_empty() || (chunk.last && rules.last_chunk_in_put) {
+                let failure = if chunk.is_empty() || (chunk.last && rules.last_chunk_in_put) {
                     let committed = self.commit(&session, &chunk, &sent).inspect_err(|e| {
                         // Refused for good: the session is of no use to a later run.
                         if e.class == Class::Registry {
@@ -414,7 +437,7 @@ impl LayerCompression<'_> {
                     }
                 } else {
                     let open = body(&chunk, &self.progress, &sent);
-                    let length = chunk.bytes.len() as u64;
+                    let length = chunk.length;
                     match self
                         .repository
                         .upload_chunk(&session, chunk.start, length, &open)
@@ -566,12 +589,12 @@ impl LayerCompression<'_> {
             ));
         };
         let open = body(chunk, &self.progress, sent);
-        let body = if chunk.bytes.is_empty() {
+        let body = if chunk.is_empty() {
             Body::Empty
         } else {
             Body::Stream {
                 open: &open,
-                length: chunk.bytes.len() as u64,
+                length: chunk.length,
             }
         };
         let what = format!("committing compressed blob {}", digest.short());
@@ -615,8 +638,9 @@ impl LayerCompression<'_> {
     /// Starts a thread that compresses the layer from its start and hands out the
     /// compressed stream from byte `from` on in chunks, hashing everything (the part
     /// before `from` too: the registry holds it, the digest covers it). One chunk waits
-    /// ready while the previous one is sent, so the network and the compressors overlap,
-    /// and memory stays at two chunks plus the blocks in the pool.
+    /// ready while the previous one is sent, so the network and the compressors overlap;
+    /// both lie in the producer's own spill file, and memory stays at the blocks in the
+    /// pool.
     fn produce<'scope, 'env>(
         &'env self,
         scope: &'scope std::thread::Scope<'scope, 'env>,
@@ -627,9 +651,17 @@ impl LayerCompression<'_> {
     ) -> Receiver<io::Result<Chunk>> {
         let (sender, receiver) = crossbeam_channel::bounded(0);
         scope.spawn(move || {
-            let result =
-                CompressedReader::open(self.compressor, self.recipe, self.source, layer, table, 0)
-                    .and_then(|reader| fill_chunks(reader, from, chunk_size, &sender));
+            let result = self.spill().and_then(|spill| {
+                let reader = CompressedReader::open(
+                    self.compressor,
+                    self.recipe,
+                    self.source,
+                    layer,
+                    table,
+                    0,
+                )?;
+                fill_chunks(reader, from, chunk_size, &spill, &sender)
+            });
             if let Err(e) = result {
                 let _ = sender.send(Err(e));
             }

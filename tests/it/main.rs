@@ -13,6 +13,7 @@ mod cache_extract;
 mod cache_pull;
 mod cache_trust;
 mod compression;
+mod compression_memory;
 mod copy;
 mod credential_safety;
 mod fault_tolerance;

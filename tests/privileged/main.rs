@@ -7,5 +7,6 @@ mod fixtures;
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod memory_cgroup;
 mod registry_rules;
 mod static_binary;

@@ -18,6 +18,7 @@
 
 use std::time::Instant;
 
+use crate::compress::budget::PER_BLOCK;
 use crate::compress::{Algorithm, Compressor, Recipe, looks_compressed};
 use crate::image::{Blob, BlobSource};
 use crate::text::units::human_rate;
@@ -128,7 +129,9 @@ pub fn decide(
 
 /// Compresses a sample of the largest layers, one block per pool thread taken from the
 /// start of the layers (cheap to reach even in a gzipped archive), and measures speed and
-/// ratio. Layers that turn out to be compressed already are left out.
+/// ratio. Layers that turn out to be compressed already are left out. The sample takes no
+/// more blocks than the pool's memory budget holds; fewer blocks than threads are scaled
+/// up as if every thread had had one.
 pub fn measure(
     compressor: &Compressor,
     source: &dyn BlobSource,
@@ -137,9 +140,10 @@ pub fn measure(
     let recipe = Recipe::of(Algorithm::Gzip);
     let wanted = compressor.threads();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut leases = Vec::new();
     let mut largest: Vec<&&Blob> = layers.iter().collect();
     largest.sort_by_key(|b| std::cmp::Reverse(b.size));
-    for layer in largest {
+    'layers: for layer in largest {
         if blocks.len() >= wanted {
             break;
         }
@@ -148,6 +152,16 @@ pub fn measure(
         let mut left = layer.size;
         while blocks.len() < wanted && left > 0 {
             let length = left.min(recipe.block_size);
+            let memory = compressor.memory();
+            let lease = if leases.is_empty() {
+                Some(memory.acquire(PER_BLOCK))
+            } else {
+                memory.try_acquire(PER_BLOCK)
+            };
+            let Some(lease) = lease else {
+                break 'layers;
+            };
+            leases.push(lease);
             let mut block = vec![0u8; length as usize];
             std::io::Read::read_exact(&mut reader, &mut block)?;
             if first && looks_compressed(&block) {
@@ -162,6 +176,7 @@ pub fn measure(
         return Ok(None);
     }
     let bytes: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+    let sampled = blocks.len();
     let started = Instant::now();
     let pending: Vec<_> = blocks
         .into_iter()
@@ -175,8 +190,9 @@ pub fn measure(
             .len() as u64;
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-6);
+    let every_thread = wanted as f64 / sampled as f64;
     Ok(Some(Sample {
-        speed: bytes as f64 / seconds,
+        speed: bytes as f64 / seconds * every_thread,
         ratio: out as f64 / bytes as f64,
         bytes,
     }))

@@ -41,6 +41,8 @@ pub struct PushOptions {
     pub compress: Mode,
     /// Compression threads (the pool every compressed layer shares).
     pub compress_threads: usize,
+    /// `--memory-limit`: what the compressing process may use, in bytes.
+    pub memory_limit: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -158,6 +160,7 @@ pub fn push(
         reporter,
         mode,
         threads: options.compress_threads,
+        memory_limit: options.memory_limit,
     })?;
     if let Some(reason) = &plan.reason {
         let chosen = plan.recipe.map_or("none", |r| r.algorithm.name());

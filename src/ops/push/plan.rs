@@ -91,6 +91,7 @@ pub struct Inputs<'a> {
     pub reporter: &'a Reporter,
     pub mode: Mode,
     pub threads: usize,
+    pub memory_limit: u64,
 }
 
 pub fn prepare(inputs: &Inputs) -> Result<Plan> {
@@ -103,7 +104,7 @@ pub fn prepare(inputs: &Inputs) -> Result<Plan> {
     if inputs.mode == Mode::None || layers.is_empty() {
         return Ok(Plan::none(inputs.mode));
     }
-    let compressor = Compressor::new(inputs.threads);
+    let compressor = Compressor::new(inputs.threads, inputs.memory_limit);
     let (algorithm, reason) = match inputs.mode {
         Mode::Use(algorithm) => (Some(algorithm), None),
         Mode::Auto => {

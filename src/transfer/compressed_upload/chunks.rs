@@ -3,10 +3,13 @@
 
 use super::*;
 
-/// One piece of the compressed stream, ready to send.
+/// One piece of the compressed stream, ready to send: its bytes lie in a spill file.
 pub(super) struct Chunk {
     pub(super) start: u64,
-    pub(super) bytes: Arc<Vec<u8>>,
+    pub(super) length: u64,
+    /// Where the bytes lie in `spill`.
+    pub(super) at: u64,
+    pub(super) spill: Spill,
     /// The stream ends with this chunk; `digest` is then the whole stream's.
     pub(super) last: bool,
     pub(super) digest: Option<Digest>,
@@ -16,15 +19,21 @@ pub(super) struct Chunk {
 
 impl Chunk {
     pub(super) fn end(&self) -> u64 {
-        self.start + self.bytes.len() as u64
+        self.start + self.length
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.length == 0
     }
 
     /// The part from `offset` on (the registry confirmed the bytes before it).
     pub(super) fn from(&self, offset: u64) -> Chunk {
-        let skip = (offset.saturating_sub(self.start) as usize).min(self.bytes.len());
+        let skip = offset.saturating_sub(self.start).min(self.length);
         Chunk {
-            start: self.start + skip as u64,
-            bytes: Arc::new(self.bytes[skip..].to_vec()),
+            start: self.start + skip,
+            length: self.length - skip,
+            at: self.at + skip,
+            spill: self.spill.clone(),
             last: self.last,
             digest: self.digest.clone(),
             consumed: self.consumed,
@@ -65,10 +74,15 @@ pub(super) fn next_step(chunk: &Chunk, held: u64) -> Step {
     }
 }
 
+/// Cuts the stream from `reader` into chunks from compressed byte `from` on and hands
+/// them to `out`, hashing the whole stream. Chunks are written to `spill` in two slots
+/// used in turn: `out` takes a chunk only once the one before it is done with (a
+/// rendezvous), so the slot written next never holds bytes still to be sent.
 pub(super) fn fill_chunks(
     mut reader: CompressedReader,
     from: u64,
     chunk_size: usize,
+    spill: &Spill,
     out: &Sender<io::Result<Chunk>>,
 ) -> io::Result<()> {
     let mut hasher = Hasher::new();
@@ -88,22 +102,26 @@ pub(super) fn fill_chunks(
         hasher.update(&scratch[..n]);
         position += n as u64;
     }
+    let chunk_size = chunk_size as u64;
     let mut carry: Option<u8> = None;
-    loop {
-        let mut bytes = vec![0u8; chunk_size];
-        let mut filled = 0;
+    for slot in (0..2u64).cycle() {
+        let at = slot * chunk_size;
+        let mut filled = 0u64;
         if let Some(byte) = carry.take() {
-            bytes[0] = byte;
+            spill.write_at(&[byte], at)?;
+            hasher.update(&[byte]);
             filled = 1;
         }
         while filled < chunk_size {
-            let n = reader.read(&mut bytes[filled..])?;
+            let want = (chunk_size - filled).min(scratch.len() as u64) as usize;
+            let n = reader.read(&mut scratch[..want])?;
             if n == 0 {
                 break;
             }
-            filled += n;
+            spill.write_at(&scratch[..n], at + filled)?;
+            hasher.update(&scratch[..n]);
+            filled += n as u64;
         }
-        bytes.truncate(filled);
         // Whether anything follows decides if this chunk closes the stream.
         let last = filled < chunk_size || {
             let mut one = [0u8; 1];
@@ -113,36 +131,36 @@ pub(super) fn fill_chunks(
             }
             !more
         };
-        hasher.update(&bytes);
         let start = position;
-        position += bytes.len() as u64;
+        position += filled;
         let chunk = Chunk {
             start,
-            bytes: Arc::new(bytes),
+            length: filled,
+            at,
+            spill: spill.clone(),
             last,
             digest: last.then(|| hasher.digest()),
             consumed: reader.consumed(),
         };
         if out.send(Ok(chunk)).is_err() || last {
-            return Ok(());
+            break;
         }
     }
+    Ok(())
 }
 
-/// A request body over a chunk in memory, counting bytes as the network takes them. A
-/// chunk in flight is finished even after Ctrl-C, so the saved session stays exact.
+/// A request body over a chunk, read from its spill file, counting bytes as the network
+/// takes them. A chunk in flight is finished even after Ctrl-C, so the saved session
+/// stays exact.
 pub(super) fn body<'a>(
     chunk: &Chunk,
     progress: &'a Arc<dyn Progress>,
     sent: &'a Arc<AtomicU64>,
 ) -> impl Fn() -> io::Result<Box<dyn Read + Send>> + Sync + 'a {
-    let bytes = chunk.bytes.clone();
+    let (spill, at, length) = (chunk.spill.clone(), chunk.at, chunk.length);
     move || -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(Counting::new(
-            SharedBytes {
-                bytes: bytes.clone(),
-                position: 0,
-            },
+            spill.reader(at, length),
             progress.clone(),
             sent.clone(),
             None,
