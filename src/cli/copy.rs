@@ -12,11 +12,9 @@ use crate::cache::state::StateDir;
 use crate::error::{Error, Result};
 use crate::image::Platform;
 use crate::image::reference::Reference;
-use crate::interrupt;
 use crate::ops::copy::{self, CopyOptions, Ends};
 use crate::ops::push::{self, PushOptions};
 use crate::registry::http::retry::Deadline;
-use crate::ui::progress::Verbosity;
 
 #[derive(FromArgs, Debug, Default)]
 /// Copy an image from one registry to another, streaming its blobs (alias: cp).
@@ -223,15 +221,7 @@ pub fn run_copy(args: CopyArgs, env: Env) -> Result<()> {
     let deadline = (destination_connection.deadline).map(|limit| Deadline::start(limit, &stop));
 
     let state = StateDir::for_cache(&settings::cache_dir_setting(args.cache_dir.as_deref(), env));
-    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
-        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
-    });
-    let farewell = format!(
-        "interrupted; open uploads are saved in {} (run the same command again to resume)",
-        state.root().display()
-    );
-    interrupt::install(&stop, notice, farewell)
-        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))?;
+    super::push::stop_uploads_on_signal(&stop, &state, &reporter)?;
 
     let options = CopyOptions {
         push: PushOptions {

@@ -298,6 +298,23 @@ pub(super) fn upload_options(
     })
 }
 
+/// Ctrl-C and SIGTERM stop uploads at a safe point; the sessions to resume are in `state`.
+pub(super) fn stop_uploads_on_signal(
+    stop: &interrupt::StopSignal,
+    state: &StateDir,
+    reporter: &Reporter,
+) -> Result<()> {
+    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
+        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
+    });
+    let farewell = format!(
+        "interrupted; open uploads are saved in {} (run the same command again to resume)",
+        state.root().display()
+    );
+    interrupt::install(stop, notice, farewell)
+        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))
+}
+
 /// The push once its settings are resolved; the deadline's clock is already running.
 fn push_resolved(
     args: &PushArgs,
@@ -341,15 +358,7 @@ fn push_resolved(
     let cache_dir = settings::cache_dir_setting(args.cache_dir.as_deref(), env);
     let cache = Cache::new(&cache_dir);
     let state = StateDir::for_cache(&cache_dir);
-    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
-        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
-    });
-    let farewell = format!(
-        "interrupted; open uploads are saved in {} (run the same command again to resume)",
-        state.root().display()
-    );
-    interrupt::install(&options.upload.stop, notice, farewell)
-        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))?;
+    stop_uploads_on_signal(&options.upload.stop, &state, &reporter)?;
     // A target without a tag is pushed as `latest`, so `latest` is also the tag that
     // picks the image from a multi-image archive; a digest target names no tag.
     let target_tag = match target.digest() {

@@ -17,12 +17,11 @@ use crate::cache::state::StateDir;
 use crate::error::{Class, Error, Result};
 use crate::image::reference::Reference;
 use crate::image::{Artifact, BlobSource};
-use crate::interrupt;
 use crate::ops::push::PushOptions;
 use crate::ops::push::all::{self, Image, MirrorReport};
 use crate::registry::http::retry::Deadline;
 use crate::text::sanitize::sanitize;
-use crate::ui::progress::{Reporter, Verbosity, human_bytes};
+use crate::ui::progress::{Reporter, human_bytes};
 
 /// Where `--all` pushes: a registry, and a path prefix for every repository.
 #[derive(Debug, PartialEq)]
@@ -124,15 +123,7 @@ pub fn run_push_all(args: &PushArgs, env: Env) -> Result<()> {
         memory_limit: crate::compress::budget::DEFAULT_LIMIT,
     };
     let state = StateDir::for_cache(&settings::cache_dir_setting(args.cache_dir.as_deref(), env));
-    let notice = (reporter.verbosity() > Verbosity::Quiet).then(|| {
-        "stopping after the chunks in flight and saving the upload state (press Ctrl-C again to stop at once)".to_string()
-    });
-    let farewell = format!(
-        "interrupted; open uploads are saved in {} (run the same command again to resume)",
-        state.root().display()
-    );
-    interrupt::install(&options.upload.stop, notice, farewell)
-        .map_err(|e| Error::usage(format!("cannot install the Ctrl-C handler: {e}")))?;
+    super::push::stop_uploads_on_signal(&options.upload.stop, &state, &reporter)?;
 
     let source = super::push::source_setting(args)?;
     let bundle = open_bundle(Path::new(source), &destination, &reporter)?;
