@@ -358,7 +358,7 @@ fn push_resolved(
     let cache_dir = settings::cache_dir_setting(args.cache_dir.as_deref(), env);
     let cache = Cache::new(&cache_dir);
     let state = StateDir::for_cache(&cache_dir);
-    stop_uploads_on_signal(&options.upload.stop, &state, &reporter)?;
+    stop_uploads_on_signal(&options.upload.stop, &state, reporter)?;
     // A target without a tag is pushed as `latest`, so `latest` is also the tag that
     // picks the image from a multi-image archive; a digest target names no tag.
     let target_tag = match target.digest() {
