@@ -224,8 +224,8 @@ pub fn run_copy(args: CopyArgs, env: Env) -> Result<()> {
     super::push::stop_uploads_on_signal(&stop, &state, &reporter)?;
 
     let options = CopyOptions {
-        push: PushOptions {
-            upload: upload_options(
+        push: PushOptions::uncompressed(
+            upload_options(
                 SizeFlags {
                     large_layer_threshold: args.large_layer_threshold,
                     chunk_size: args.chunk_size,
@@ -235,7 +235,7 @@ pub fn run_copy(args: CopyArgs, env: Env) -> Result<()> {
                 &destination_connection,
                 env,
             )?,
-            concurrency: concurrency::resolve(
+            concurrency::resolve(
                 &crate::cli::ConcurrencyFlags {
                     max_concurrent: args.max_concurrent,
                     enable_dynamic: args.enable_dynamic_concurrency,
@@ -245,16 +245,9 @@ pub fn run_copy(args: CopyArgs, env: Env) -> Result<()> {
                 env,
                 super::push::DEFAULT_FIXED_CONCURRENCY,
             )?,
-            dry_run: args.dry_run,
-            skip_existing: settings::switch_setting(
-                args.skip_existing,
-                env,
-                "DOCKER_PUSHER_SKIP_EXISTING",
-            )?,
-            compress: crate::compress::Mode::None,
-            compress_threads: 1,
-            memory_limit: crate::compress::budget::DEFAULT_LIMIT,
-        },
+            args.dry_run,
+            settings::switch_setting(args.skip_existing, env, "DOCKER_PUSHER_SKIP_EXISTING")?,
+        ),
         platform,
     };
     let source_repository = source_connection.open(&source, &source_env, &reporter, "pull")?;

@@ -96,8 +96,8 @@ pub fn run_push_all(args: &PushArgs, env: Env) -> Result<()> {
     let connection = Connection::resolve(connection_flags(args, plain_http), env)?;
     let deadline =
         (connection.deadline).map(|limit| Deadline::start(limit, &connection.retry.stop));
-    let options = PushOptions {
-        upload: upload_options(
+    let options = PushOptions::uncompressed(
+        upload_options(
             SizeFlags {
                 large_layer_threshold: args.large_layer_threshold,
                 chunk_size: args.chunk_size,
@@ -107,21 +107,10 @@ pub fn run_push_all(args: &PushArgs, env: Env) -> Result<()> {
             &connection,
             env,
         )?,
-        concurrency: concurrency::resolve(
-            &args.concurrency_flags(),
-            env,
-            DEFAULT_FIXED_CONCURRENCY,
-        )?,
-        dry_run: false,
-        skip_existing: settings::switch_setting(
-            args.skip_existing,
-            env,
-            "DOCKER_PUSHER_SKIP_EXISTING",
-        )?,
-        compress: crate::compress::Mode::None,
-        compress_threads: 1,
-        memory_limit: crate::compress::budget::DEFAULT_LIMIT,
-    };
+        concurrency::resolve(&args.concurrency_flags(), env, DEFAULT_FIXED_CONCURRENCY)?,
+        false,
+        settings::switch_setting(args.skip_existing, env, "DOCKER_PUSHER_SKIP_EXISTING")?,
+    );
     let state = StateDir::for_cache(&settings::cache_dir_setting(args.cache_dir.as_deref(), env));
     super::push::stop_uploads_on_signal(&options.upload.stop, &state, &reporter)?;
 

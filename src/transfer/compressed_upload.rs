@@ -120,6 +120,13 @@ impl LayerCompression<'_> {
         self.resumable(layer).forget();
     }
 
+    /// The compressed form of `layer`, remembered for later runs.
+    fn remember(&self, layer: &Blob, digest: Digest, sizes: Vec<u64>) -> Variant {
+        let variant = Variant::new(&layer.digest, layer.size, &self.recipe, digest, sizes);
+        self.record(&variant);
+        variant
+    }
+
     /// Remembers the compressed form for later runs; never fails the upload.
     fn record(&self, variant: &Variant) {
         if let Some(cache) = self.cache
@@ -241,14 +248,7 @@ impl LayerCompression<'_> {
             return Ok(None);
         };
         self.uploader(self.source).check_stop()?;
-        let variant = Variant::new(
-            &layer.digest,
-            layer.size,
-            &self.recipe,
-            hasher.digest(),
-            sizes,
-        );
-        self.record(&variant);
+        let variant = self.remember(layer, hasher.digest(), sizes);
         let spilled = SpilledBlob {
             blob: self.compressed_blob(&variant),
             spill,
@@ -314,14 +314,7 @@ impl LayerCompression<'_> {
         else {
             return Ok(None);
         };
-        let variant = Variant::new(
-            &layer.digest,
-            layer.size,
-            &self.recipe,
-            hasher.digest(),
-            sizes,
-        );
-        self.record(&variant);
+        let variant = self.remember(layer, hasher.digest(), sizes);
         let outcome = self.upload_known(layer, &variant)?;
         Ok(Some(done(outcome, &variant)))
     }
@@ -615,14 +608,7 @@ impl LayerCompression<'_> {
             .digest
             .clone()
             .expect("the last chunk carries the digest");
-        let variant = Variant::new(
-            &layer.digest,
-            layer.size,
-            &self.recipe,
-            digest,
-            table.sizes(),
-        );
-        self.record(&variant);
+        let variant = self.remember(layer, digest, table.sizes());
         let sent = sent.load(Ordering::Relaxed);
         done(
             Outcome::Uploaded {

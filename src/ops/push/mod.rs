@@ -45,6 +45,26 @@ pub struct PushOptions {
     pub memory_limit: u64,
 }
 
+impl PushOptions {
+    /// A push that sends the source's bytes as they are (push --all, copy).
+    pub fn uncompressed(
+        upload: UploadOptions,
+        concurrency: Concurrency,
+        dry_run: bool,
+        skip_existing: bool,
+    ) -> PushOptions {
+        PushOptions {
+            upload,
+            concurrency,
+            dry_run,
+            skip_existing,
+            compress: Mode::None,
+            compress_threads: 1,
+            memory_limit: crate::compress::budget::DEFAULT_LIMIT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PushReport {
     pub reference: String,
