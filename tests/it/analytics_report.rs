@@ -239,8 +239,9 @@ fn measured_moves(report: &Value) -> Vec<String> {
 #[test]
 fn a_short_push_gets_a_measured_decision() {
     let registry = TestRegistry::start(RegistryOptions::plain());
-    // Many small blobs behind a slow front: a push of a few seconds with a queue.
-    let setup = setup(1405, 47, 60_000);
+    // Many small blobs behind a slow front: a push of several seconds (far below the old
+    // 30-second first move) whose queue outlasts a noisy first measurement on a busy machine.
+    let setup = setup(1405, 150, 60_000);
     let proxy = FaultProxy::start(&registry.host(), Mode::Streaming);
     proxy.add(Rule::new(Match::any(), Fault::Delay(Duration::from_millis(120))).always());
     let run = setup
