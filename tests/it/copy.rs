@@ -336,21 +336,6 @@ fn a_killed_copy_continues_where_it_stopped_on_the_next_run() {
     pid.store(child.id(), Ordering::SeqCst);
     let first = Run::wait(child);
     assert_eq!(first.signal, Some(9), "{first}");
-    // The cut PATCH is logged when the proxy notices the dead client, which may be after
-    // the process is gone: wait for it, or its bytes would count against the second run.
-    let logged = std::time::Instant::now();
-    while !proxy
-        .exchanges()
-        .iter()
-        .any(|e| e.request.method == "PATCH" && e.status.is_none())
-    {
-        assert!(
-            logged.elapsed() < std::time::Duration::from_secs(30),
-            "the killed request was never logged\n{}",
-            proxy.describe()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 
     proxy.clear_rules();
     proxy.clear_log();

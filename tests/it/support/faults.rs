@@ -26,7 +26,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -287,6 +287,9 @@ struct Inner {
     mode: Mode,
     rules: Mutex<Vec<RuleState>>,
     log: Mutex<Vec<Exchange>>,
+    /// Connections accepted and not yet logged: a killed client's last request is
+    /// logged only when the proxy notices the dead socket, after the process is gone.
+    in_flight: AtomicUsize,
     shutdown: AtomicBool,
 }
 
@@ -310,6 +313,7 @@ impl FaultProxy {
             mode,
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         });
         let accept_inner = Arc::clone(&inner);
@@ -322,9 +326,16 @@ impl FaultProxy {
                     }
                     let Ok(stream) = stream else { continue };
                     let inner = Arc::clone(&accept_inner);
-                    let _ = thread::Builder::new()
+                    inner.in_flight.fetch_add(1, Ordering::SeqCst);
+                    let spawned = thread::Builder::new()
                         .name("fault-proxy-conn".into())
-                        .spawn(move || handle(stream, &inner));
+                        .spawn(move || {
+                            handle(stream, &inner);
+                            inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if spawned.is_err() {
+                        accept_inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             })
             .expect("spawn fault proxy");
@@ -367,8 +378,24 @@ impl FaultProxy {
         self.inner.log.lock().unwrap().clone()
     }
 
+    /// Forgets every exchange so far, once every open request has been logged: a
+    /// request cut by a killed client must not count against the next run.
     pub fn clear_log(&self) {
+        self.wait_until_idle();
         self.inner.log.lock().unwrap().clear();
+    }
+
+    /// Waits until no accepted connection is still being handled.
+    pub fn wait_until_idle(&self) {
+        let started = Instant::now();
+        while self.inner.in_flight.load(Ordering::SeqCst) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "a proxied request is still open after 30 s\n{}",
+                self.describe()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Blob body bytes (PATCH and closing PUT) the client sent, cut requests included.
