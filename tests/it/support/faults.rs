@@ -287,8 +287,9 @@ struct Inner {
     mode: Mode,
     rules: Mutex<Vec<RuleState>>,
     log: Mutex<Vec<Exchange>>,
-    /// Connections accepted and not yet logged: a killed client's last request is
-    /// logged only when the proxy notices the dead socket, after the process is gone.
+    /// Connections accepted whose request is not yet logged: a killed client's last
+    /// request is logged only when the proxy notices the dead socket, after the process
+    /// is gone, and a finished client may exit before its last answer is logged.
     in_flight: AtomicUsize,
     shutdown: AtomicBool,
 }
@@ -329,10 +330,7 @@ impl FaultProxy {
                     inner.in_flight.fetch_add(1, Ordering::SeqCst);
                     let spawned = thread::Builder::new()
                         .name("fault-proxy-conn".into())
-                        .spawn(move || {
-                            handle(stream, &inner);
-                            inner.in_flight.fetch_sub(1, Ordering::SeqCst);
-                        });
+                        .spawn(move || handle(stream, &inner));
                     if spawned.is_err() {
                         accept_inner.in_flight.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -374,7 +372,13 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Every request so far, once every open one has been logged.
     pub fn exchanges(&self) -> Vec<Exchange> {
+        self.wait_until_idle();
+        self.logged()
+    }
+
+    fn logged(&self) -> Vec<Exchange> {
         self.inner.log.lock().unwrap().clone()
     }
 
@@ -385,14 +389,15 @@ impl FaultProxy {
         self.inner.log.lock().unwrap().clear();
     }
 
-    /// Waits until no accepted connection is still being handled.
+    /// Waits until every accepted request has been logged. Call it only once the client
+    /// is done: a request the client still holds open is waited for.
     pub fn wait_until_idle(&self) {
         let started = Instant::now();
         while self.inner.in_flight.load(Ordering::SeqCst) > 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "a proxied request is still open after 30 s\n{}",
-                self.describe()
+                self.describe_logged()
             );
             thread::sleep(Duration::from_millis(10));
         }
@@ -409,7 +414,12 @@ impl FaultProxy {
 
     /// A one-line-per-request summary, for assertion messages.
     pub fn describe(&self) -> String {
-        self.exchanges()
+        self.wait_until_idle();
+        self.describe_logged()
+    }
+
+    fn describe_logged(&self) -> String {
+        self.logged()
             .iter()
             .map(|e| {
                 format!(
@@ -448,10 +458,12 @@ fn handle(client: TcpStream, inner: &Inner) {
     let _ = client.set_read_timeout(Some(IO_TIMEOUT));
     let _ = client.set_write_timeout(Some(IO_TIMEOUT));
     let Ok(reader) = client.try_clone() else {
+        inner.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     };
     let mut reader = BufReader::with_capacity(1 << 16, reader);
     let Some((head, raw_head)) = read_head(&mut reader) else {
+        inner.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     };
     let fault = pick_fault(inner, &head);
@@ -464,7 +476,7 @@ fn handle(client: TcpStream, inner: &Inner) {
         fault: fault.as_ref().map(Fault::name),
         started: Instant::now(),
     };
-    run(
+    let logged = run(
         inner,
         &head,
         &raw_head,
@@ -473,7 +485,10 @@ fn handle(client: TcpStream, inner: &Inner) {
         &client,
         &mut exchange,
     );
-    inner.log.lock().unwrap().push(exchange);
+    if !logged {
+        inner.log.lock().unwrap().push(exchange);
+        inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
     let _ = client.shutdown(Shutdown::Both);
 }
 
@@ -496,6 +511,7 @@ fn pick_fault(inner: &Inner, head: &RequestHead) -> Option<Fault> {
     chosen
 }
 
+/// Proxies one request under `fault`. Returns whether the exchange is logged already.
 fn run(
     inner: &Inner,
     head: &RequestHead,
@@ -524,6 +540,7 @@ fn run(
             exchange.body_received = drain(body, head.content_length);
             // Logged now: the client gives up long before the stall ends.
             inner.log.lock().unwrap().push(exchange.clone());
+            inner.in_flight.fetch_sub(1, Ordering::SeqCst);
             let until = Instant::now() + duration;
             while Instant::now() < until && !inner.shutdown.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(20));
