@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(error.class, crate::error::Class::Usage);
         assert_eq!(
             error.message,
-            "--memory-limit 8M is too small: compressing needs at least 19M"
+            "--memory-limit 8M is too small: compressing needs at least 20M"
         );
         let env = |_: &str| Some("64M".to_string());
         assert_eq!(memory_limit_setting(None, &env).unwrap(), 64 << 20);

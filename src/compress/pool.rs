@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Recipe;
-use super::budget::{self, Budget};
+use super::budget::{self, BlockMemory, Budget, Buffer};
 
 struct Job {
     recipe: Recipe,
-    input: Vec<u8>,
-    reply: Sender<io::Result<Vec<u8>>>,
+    memory: BlockMemory,
+    reply: Sender<io::Result<Buffer>>,
 }
 
 /// What the compression threads did, cumulatively.
@@ -111,12 +111,14 @@ impl Compressor {
         &self.meter
     }
 
-    /// Queues one block; the frame arrives on the returned channel.
-    pub fn submit(&self, recipe: Recipe, input: Vec<u8>) -> Receiver<io::Result<Vec<u8>>> {
+    /// Queues one block, read into `memory.input`; the frame arrives on the returned
+    /// channel, in `memory.frame`. The input and the encoder go back to the budget as soon
+    /// as the block is compressed.
+    pub fn submit(&self, recipe: Recipe, memory: BlockMemory) -> Receiver<io::Result<Buffer>> {
         let (reply, result) = crossbeam_channel::bounded(1);
         let job = Job {
             recipe,
-            input,
+            memory,
             reply,
         };
         if let Err(unsent) = self.jobs.send(job) {
@@ -131,18 +133,26 @@ impl Compressor {
 fn work(queue: &Receiver<Job>, meter: &Meter) {
     for job in queue {
         let started = Instant::now();
-        let result = job.recipe.encode_block(&job.input);
+        let BlockMemory {
+            input,
+            mut frame,
+            mut encoder,
+        } = job.memory;
+        let result = job.recipe.encode_into(&input, &mut frame, &mut encoder);
+        frame.settle();
         meter
             .busy_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if let Ok(frame) = &result {
+        let result = result.map(|()| {
             meter
                 .bytes_in
-                .fetch_add(job.input.len() as u64, Ordering::Relaxed);
+                .fetch_add(input.len() as u64, Ordering::Relaxed);
             meter
                 .bytes_out
                 .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        }
+            frame
+        });
+        drop((input, encoder));
         // The reader may have gone (a failed upload): its frame is simply dropped.
         let _ = job.reply.send(result);
     }
@@ -160,9 +170,18 @@ mod tests {
         let expected = recipe.encode_block(&input).unwrap();
         for threads in [1, 3] {
             let pool = Compressor::new(threads, budget::DEFAULT_LIMIT);
-            let pending: Vec<_> = (0..6).map(|_| pool.submit(recipe, input.clone())).collect();
+            let pending: Vec<_> = (0..6)
+                .map(|_| {
+                    let mut memory = pool
+                        .memory()
+                        .block(recipe, input.len() as u64, true)
+                        .unwrap();
+                    memory.input.copy_from_slice(&input);
+                    pool.submit(recipe, memory)
+                })
+                .collect();
             for result in pending {
-                assert_eq!(result.recv().unwrap().unwrap(), expected);
+                assert_eq!(*result.recv().unwrap().unwrap(), expected);
             }
             let reading = pool.meter().read();
             assert_eq!(reading.bytes_in, 600_000);

@@ -73,7 +73,7 @@ fn a_compressed_push_has_the_same_digests_at_any_memory_limit() {
             .map(|l| expected_digest(l, algorithm))
             .collect();
         let mut manifests = Vec::new();
-        for limit in ["19M", "32M", "512M"] {
+        for limit in ["20M", "32M", "512M"] {
             let repository = format!("memory/{algorithm}-{}", limit.to_lowercase());
             let target = format!("http://{}/{repository}:1", registry.host());
             let home = dir.path().join(format!("cache-{algorithm}-{limit}"));
@@ -127,7 +127,7 @@ fn a_memory_limit_too_small_for_one_block_is_a_usage_error_naming_the_minimum() 
     .failure(2);
     assert!(
         run.stderr
-            .contains("--memory-limit 8M is too small: compressing needs at least 19M"),
+            .contains("--memory-limit 8M is too small: compressing needs at least 20M"),
         "{run}"
     );
 }

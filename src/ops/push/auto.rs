@@ -18,7 +18,6 @@
 
 use std::time::Instant;
 
-use crate::compress::budget::PER_BLOCK;
 use crate::compress::{Algorithm, Compressor, Recipe, looks_compressed};
 use crate::image::{Blob, BlobSource};
 use crate::text::units::human_rate;
@@ -139,8 +138,7 @@ pub fn measure(
 ) -> std::io::Result<Option<Sample>> {
     let recipe = Recipe::of(Algorithm::Gzip);
     let wanted = compressor.threads();
-    let mut blocks: Vec<Vec<u8>> = Vec::new();
-    let mut leases = Vec::new();
+    let mut blocks = Vec::new();
     let mut largest: Vec<&&Blob> = layers.iter().collect();
     largest.sort_by_key(|b| std::cmp::Reverse(b.size));
     'layers: for layer in largest {
@@ -152,19 +150,12 @@ pub fn measure(
         let mut left = layer.size;
         while blocks.len() < wanted && left > 0 {
             let length = left.min(recipe.block_size);
-            let memory = compressor.memory();
-            let lease = if leases.is_empty() {
-                Some(memory.acquire(PER_BLOCK))
-            } else {
-                memory.try_acquire(PER_BLOCK)
-            };
-            let Some(lease) = lease else {
+            let wait = blocks.is_empty();
+            let Some(mut block) = compressor.memory().block(recipe, length, wait) else {
                 break 'layers;
             };
-            leases.push(lease);
-            let mut block = vec![0u8; length as usize];
-            std::io::Read::read_exact(&mut reader, &mut block)?;
-            if first && looks_compressed(&block) {
+            std::io::Read::read_exact(&mut reader, &mut block.input)?;
+            if first && looks_compressed(&block.input) {
                 break;
             }
             first = false;
@@ -175,7 +166,7 @@ pub fn measure(
     if blocks.is_empty() {
         return Ok(None);
     }
-    let bytes: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+    let bytes: u64 = blocks.iter().map(|b| b.input.len() as u64).sum();
     let sampled = blocks.len();
     let started = Instant::now();
     let pending: Vec<_> = blocks
