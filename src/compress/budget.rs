@@ -32,9 +32,9 @@ pub const PER_BLOCK: u64 = BLOCK_SIZE + frame_bound(BLOCK_SIZE) + ZSTD_STATE;
 pub const DEFAULT_LIMIT: u64 = 32 << 20;
 /// The smallest `--memory-limit`: room for one block beside the process itself.
 pub const MIN_LIMIT: u64 = PROCESS_RESERVE + PER_BLOCK;
-/// How far past its end an encoder may have written scratch bytes into a frame: zstd
-/// writes a block before it knows whether to store it raw instead (128 KiB at most).
-const SCRATCH_PAST_END: u64 = 128 << 10;
+/// How far past its end zstd may have written scratch bytes into a frame: it writes a
+/// block before it knows whether to store it raw instead (128 KiB at most).
+pub const ZSTD_SCRATCH: u64 = 128 << 10;
 
 /// Room for the frame of `input` bytes whatever they hold: zstd's `compress_bound` and
 /// deflate's stored blocks both stay well inside it, so a frame never reallocates.
@@ -123,10 +123,9 @@ impl Held {
             .map(|(i, _)| i)
     }
 
-    fn plan(&self, recipe: Recipe, input: u64) -> Plan {
-        let frame_bytes = frame_bound(input);
+    fn plan(&self, recipe: Recipe, input: u64, frame_room: u64) -> Plan {
         let input_index = self.fitting_buffer(input, None);
-        let frame = self.fitting_buffer(frame_bytes, input_index);
+        let frame = self.fitting_buffer(frame_bound(input), input_index);
         let encoder = match recipe.algorithm {
             Algorithm::Zstd => self.spare_encoders.iter().position(|e| e.suits(recipe)),
             Algorithm::Gzip => None,
@@ -140,7 +139,7 @@ impl Held {
             frame,
             encoder,
             new_bytes: growth(input_index, input)
-                + growth(frame, frame_bytes)
+                + growth(frame, frame_room)
                 + encoder.map_or(state_cost(recipe), |_| 0),
         }
     }
@@ -206,16 +205,24 @@ impl Budget {
         held.used - held.spare_bytes()
     }
 
-    /// The memory to compress one block of `input` bytes with `recipe`. With `wait`, waits
-    /// until it is free; without, gives up when it is not free now. Only a caller that
-    /// holds no block memory itself may wait: one that does could wait for memory only it
-    /// can free.
-    pub fn block(&self, recipe: Recipe, input: u64, wait: bool) -> Option<BlockMemory> {
+    /// The memory to compress one block of `input` bytes with `recipe`, its frame given
+    /// `frame_room` bytes of memory (at most [`frame_bound`]; a gzip frame that outgrows
+    /// them continues on disk). With `wait`, waits until it is free; without, gives up
+    /// when it is not free now. Only a caller that holds no block memory itself may wait:
+    /// one that does could wait for memory only it can free.
+    pub fn block(
+        &self,
+        recipe: Recipe,
+        input: u64,
+        frame_room: u64,
+        wait: bool,
+    ) -> Option<BlockMemory> {
+        let frame_room = frame_room.min(frame_bound(input));
         let mut held = self.lock();
         loop {
-            let plan = held.plan(recipe, input);
+            let plan = held.plan(recipe, input, frame_room);
             if held.used + plan.new_bytes <= self.inner.capacity {
-                return Some(self.take(&mut held, plan, recipe, input));
+                return Some(self.take(&mut held, plan, recipe, input, frame_room));
             }
             // Free what this block will not reuse before waiting.
             if held.evict(&plan) {
@@ -223,7 +230,7 @@ impl Budget {
             }
             // A block larger than the whole budget goes once nothing else is out.
             if held.used == held.spare_bytes() {
-                return Some(self.take(&mut held, plan, recipe, input));
+                return Some(self.take(&mut held, plan, recipe, input, frame_room));
             }
             if !wait {
                 return None;
@@ -236,15 +243,22 @@ impl Budget {
         }
     }
 
-    fn take(&self, held: &mut Held, plan: Plan, recipe: Recipe, input: u64) -> BlockMemory {
+    fn take(
+        &self,
+        held: &mut Held,
+        plan: Plan,
+        recipe: Recipe,
+        input: u64,
+        frame_room: u64,
+    ) -> BlockMemory {
         held.used += plan.new_bytes;
         let [input_spare, frame_spare] = held.take_spares([plan.input, plan.frame]);
         let encoder = plan.encoder.map(|i| held.spare_encoders.swap_remove(i));
-        let mut input_buffer = self.buffer(input_spare, input);
+        let mut input_buffer = self.buffer(input_spare, input, input);
         // The block is read over the whole buffer: no need to clear what it held.
         input_buffer.bytes.resize(input as usize, 0);
         input_buffer.touched = input_buffer.touched.max(input);
-        let mut frame = self.buffer(frame_spare, frame_bound(input));
+        let mut frame = self.buffer(frame_spare, frame_bound(input), frame_room);
         frame.bytes.clear();
         BlockMemory {
             input: input_buffer,
@@ -257,15 +271,16 @@ impl Budget {
         }
     }
 
-    /// A buffer of `bytes` counted in full: a kept one, or a new one.
-    fn buffer(&self, spare: Option<Spare>, bytes: u64) -> Buffer {
+    /// A buffer of `capacity` bytes (a kept one, or a new one) counted at `counted` bytes,
+    /// or at what it had written if more: the system maps only the pages written to.
+    fn buffer(&self, spare: Option<Spare>, capacity: u64, counted: u64) -> Buffer {
         let (vec, touched) = match spare {
             Some(spare) => (spare.bytes, spare.touched),
-            None => (Vec::with_capacity(bytes as usize), 0),
+            None => (Vec::with_capacity(capacity as usize), 0),
         };
         Buffer {
             budget: self.clone(),
-            counted: touched.max(bytes),
+            counted: touched.max(counted),
             touched,
             bytes: vec,
         }
@@ -317,16 +332,21 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// Counts only what has been written: a frame is counted at the bound of its block
-    /// while it is compressed, and at its own size from then on.
-    pub fn settle(&mut self) {
-        self.touched = self.written();
+    /// The bytes counted for this buffer: all that may be written to it.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
+
+    /// Counts only what has been written (and `scratch` bytes past it): a frame is counted
+    /// at its room while it is compressed, and at its own size from then on.
+    pub fn settle(&mut self, scratch: u64) {
+        self.touched = self.written(scratch);
         self.budget.release(self.counted - self.touched);
         self.counted = self.touched;
     }
 
-    fn written(&self) -> u64 {
-        let end = self.bytes.len() as u64 + SCRATCH_PAST_END;
+    fn written(&self, scratch: u64) -> u64 {
+        let end = self.bytes.len() as u64 + scratch;
         self.touched.max(end).min(self.counted)
     }
 }
@@ -347,7 +367,7 @@ impl DerefMut for Buffer {
 impl Drop for Buffer {
     fn drop(&mut self) {
         let spare = Spare {
-            touched: self.written(),
+            touched: self.written(ZSTD_SCRATCH),
             bytes: std::mem::take(&mut self.bytes),
         };
         self.budget.keep_buffer(spare, self.counted);
@@ -409,16 +429,23 @@ mod tests {
 
     /// Compresses the block as a compression thread does.
     fn compress(mut memory: BlockMemory) -> Buffer {
-        ZSTD.encode_into(&memory.input, &mut memory.frame, &mut memory.encoder)
-            .unwrap();
-        memory.frame.settle();
+        let room = memory.frame.counted() as usize;
+        ZSTD.encode_into(
+            &memory.input,
+            &mut memory.frame,
+            room,
+            &mut memory.encoder,
+            None,
+        )
+        .unwrap();
+        memory.frame.settle(ZSTD_SCRATCH);
         memory.frame
     }
 
     #[test]
     fn what_a_block_gives_back_is_kept_and_reused() {
         let budget = Budget::new(10 * PER_BLOCK);
-        let first = budget.block(ZSTD, 1000, false).unwrap();
+        let first = budget.block(ZSTD, 1000, u64::MAX, false).unwrap();
         let input_at = first.input.as_ptr();
         assert_eq!(first.input.len(), 1000);
         assert_eq!(budget.used(), block_cost(1000));
@@ -429,7 +456,7 @@ mod tests {
             kept > ZSTD_STATE,
             "the buffers and the context are kept: {kept}"
         );
-        let second = budget.block(ZSTD, 900, false).unwrap();
+        let second = budget.block(ZSTD, 900, u64::MAX, false).unwrap();
         assert_eq!(
             second.input.as_ptr(),
             input_at,
@@ -444,11 +471,11 @@ mod tests {
     #[test]
     fn a_frame_is_counted_at_its_size_once_compressed() {
         let budget = Budget::new(10 * PER_BLOCK);
-        let memory = budget.block(ZSTD, BLOCK_SIZE, false).unwrap();
+        let memory = budget.block(ZSTD, BLOCK_SIZE, u64::MAX, false).unwrap();
         assert_eq!(budget.used(), block_cost(BLOCK_SIZE));
         let frame = compress(memory);
         // Zeros compress to a few bytes: the frame keeps those and the scratch margin.
-        let counted = frame.len() as u64 + SCRATCH_PAST_END;
+        let counted = frame.len() as u64 + ZSTD_SCRATCH;
         assert_eq!(budget.in_blocks(), counted);
         assert_eq!(budget.used(), BLOCK_SIZE + counted + ZSTD_STATE);
         drop(frame);
@@ -456,32 +483,51 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_given_less_room_is_counted_at_that_room() {
+        let gzip = Recipe::of(Algorithm::Gzip);
+        let budget = Budget::new(10 * PER_BLOCK);
+        let memory = budget.block(gzip, BLOCK_SIZE, 1 << 20, false).unwrap();
+        assert_eq!(memory.frame.counted(), 1 << 20);
+        assert!(memory.frame.capacity() as u64 >= frame_bound(BLOCK_SIZE));
+        assert_eq!(budget.used(), BLOCK_SIZE + (1 << 20) + GZIP_STATE);
+    }
+
+    #[test]
     fn kept_memory_is_freed_to_make_room_for_a_block_that_cannot_reuse_it() {
         let budget = Budget::new(block_cost(1 << 20) + 100);
-        drop(compress(budget.block(ZSTD, 1000, false).unwrap()));
-        let large = budget.block(ZSTD, 1 << 20, false).expect("made room");
+        drop(compress(budget.block(ZSTD, 1000, u64::MAX, false).unwrap()));
+        let large = budget
+            .block(ZSTD, 1 << 20, u64::MAX, false)
+            .expect("made room");
         assert!(budget.used() <= block_cost(1 << 20));
-        assert!(budget.block(ZSTD, 1000, false).is_none(), "no room now");
+        assert!(
+            budget.block(ZSTD, 1000, u64::MAX, false).is_none(),
+            "no room now"
+        );
         drop(large);
     }
 
     #[test]
     fn a_block_larger_than_the_budget_goes_when_nothing_else_is_out() {
         let budget = Budget::new(100);
-        let whole = budget.block(ZSTD, 500, false).unwrap();
-        assert!(budget.block(ZSTD, 1, false).is_none());
+        let whole = budget.block(ZSTD, 500, u64::MAX, false).unwrap();
+        assert!(budget.block(ZSTD, 1, u64::MAX, false).is_none());
         drop(whole);
         assert_eq!(budget.in_blocks(), 0);
-        assert!(budget.block(ZSTD, 500, false).is_some());
+        assert!(budget.block(ZSTD, 500, u64::MAX, false).is_some());
     }
 
     #[test]
     fn a_waiting_block_goes_on_when_memory_is_given_back() {
         let budget = Budget::new(block_cost(1000) + 10);
-        let held = budget.block(ZSTD, 1000, false).unwrap();
+        let held = budget.block(ZSTD, 1000, u64::MAX, false).unwrap();
         let waiter = {
             let budget = budget.clone();
-            std::thread::spawn(move || budget.block(ZSTD, 1000, true).map(|m| m.input.len()))
+            std::thread::spawn(move || {
+                budget
+                    .block(ZSTD, 1000, u64::MAX, true)
+                    .map(|m| m.input.len())
+            })
         };
         std::thread::sleep(Duration::from_millis(20));
         assert!(!waiter.is_finished(), "waits while the memory is out");

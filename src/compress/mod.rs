@@ -13,6 +13,7 @@
 pub mod budget;
 pub mod manifest;
 pub mod pool;
+pub mod spill;
 pub mod stream;
 
 use std::io::{self, Write};
@@ -111,37 +112,92 @@ impl Recipe {
     /// Compresses one block into one self-contained gzip member or zstd frame. The gzip
     /// header carries no name and no time, so nothing but the input changes the output.
     pub fn encode_block(&self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut frame = Vec::with_capacity(budget::frame_bound(input.len() as u64) as usize);
-        self.encode_into(input, &mut frame, &mut Encoder::default())?;
+        let bound = budget::frame_bound(input.len() as u64) as usize;
+        let mut frame = Vec::with_capacity(bound);
+        let overflow = self.encode_into(input, &mut frame, bound, &mut Encoder::default(), None)?;
+        debug_assert!(
+            overflow.is_none(),
+            "a frame within its bound never overflows"
+        );
         Ok(frame)
     }
 
-    /// [`Recipe::encode_block`] into `frame` (emptied first; it grows only if its capacity
-    /// is below [`budget::frame_bound`]), with `encoder`'s state reused from earlier blocks.
-    /// The frame is the same bytes whatever the encoder compressed before.
+    /// [`Recipe::encode_block`] into `frame` (emptied first), with `encoder`'s state reused
+    /// from earlier blocks: the same bytes whatever the encoder compressed before. At most
+    /// `room` bytes go to `frame` (whose capacity must reach [`budget::frame_bound`]); a gzip
+    /// member longer than that continues in a spill file in `spill_dir`, returned with its
+    /// length. zstd is always given the bound, since its output is made in one piece.
     pub fn encode_into(
         &self,
         input: &[u8],
         frame: &mut Vec<u8>,
+        room: usize,
         encoder: &mut Encoder,
-    ) -> io::Result<()> {
+        spill_dir: Option<&std::path::Path>,
+    ) -> io::Result<Option<Overflow>> {
         frame.clear();
         match self.algorithm {
             Algorithm::Gzip => {
+                let sink = FrameSink {
+                    memory: frame,
+                    room,
+                    overflow: None,
+                    spill_dir,
+                };
                 let mut gzip = flate2::GzBuilder::new().mtime(0).write(
-                    std::mem::take(frame),
+                    sink,
                     flate2::Compression::new(self.level.clamp(0, 9) as u32),
                 );
                 gzip.write_all(input)?;
-                *frame = gzip.finish()?;
+                Ok(gzip.finish()?.overflow)
             }
             Algorithm::Zstd => {
                 let zstd = encoder.zstd(self.level)?;
                 let bound = zstd::zstd_safe::compress_bound(input.len());
                 frame.reserve(bound);
                 zstd.compress_to_buffer(input, frame)?;
+                Ok(None)
             }
         }
+    }
+}
+
+/// The part of a frame beyond the memory its block was given: in a spill file, from byte
+/// 0, `len` bytes long.
+pub struct Overflow {
+    pub spill: spill::Spill,
+    pub len: u64,
+}
+
+/// Where an encoder writes a frame: the block's memory up to `room`, then a spill file.
+struct FrameSink<'a> {
+    memory: &'a mut Vec<u8>,
+    room: usize,
+    overflow: Option<Overflow>,
+    spill_dir: Option<&'a std::path::Path>,
+}
+
+impl Write for FrameSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let free = self.room.saturating_sub(self.memory.len());
+        if free > 0 {
+            let n = free.min(bytes.len());
+            self.memory.extend_from_slice(&bytes[..n]);
+            return Ok(n);
+        }
+        let overflow = match &mut self.overflow {
+            Some(overflow) => overflow,
+            None => self.overflow.insert(Overflow {
+                spill: spill::Spill::create(self.spill_dir)?,
+                len: 0,
+            }),
+        };
+        overflow.spill.write_at(bytes, overflow.len)?;
+        overflow.len += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -287,7 +343,12 @@ mod tests {
                     ..Recipe::of(algorithm)
                 };
                 for block in &blocks {
-                    recipe.encode_into(block, &mut frame, &mut encoder).unwrap();
+                    let room = budget::frame_bound(block.len() as u64) as usize;
+                    frame.reserve(room);
+                    let overflow = recipe
+                        .encode_into(block, &mut frame, room, &mut encoder, None)
+                        .unwrap();
+                    assert!(overflow.is_none());
                     assert!(frame == recipe.encode_block(block).unwrap(), "{recipe:?}");
                 }
             }
@@ -300,10 +361,51 @@ mod tests {
         let recipe = Recipe::of(Algorithm::Zstd);
         let mut frame = Vec::new();
         recipe
-            .encode_into(&sample(BLOCK_SIZE as usize), &mut frame, &mut encoder)
+            .encode_into(
+                &sample(BLOCK_SIZE as usize),
+                &mut frame,
+                0,
+                &mut encoder,
+                None,
+            )
             .unwrap();
         let context = encoder.zstd(recipe.level).unwrap().context_mut().sizeof() as u64;
         assert!(context <= budget::ZSTD_STATE, "{context} bytes");
+    }
+
+    #[test]
+    fn a_gzip_member_larger_than_its_room_continues_in_a_spill_file_with_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = Recipe::of(Algorithm::Gzip);
+        let input = sample(1 << 20);
+        let whole = recipe.encode_block(&input).unwrap();
+        for room in [0, 1, 1000, whole.len() - 1, whole.len()] {
+            let mut frame = Vec::with_capacity(whole.len() + 100);
+            let overflow = recipe
+                .encode_into(
+                    &input,
+                    &mut frame,
+                    room,
+                    &mut Encoder::default(),
+                    Some(dir.path()),
+                )
+                .unwrap();
+            assert_eq!(frame.len(), room.min(whole.len()));
+            let mut joined = frame.clone();
+            if let Some(overflow) = overflow {
+                overflow
+                    .spill
+                    .reader(0, overflow.len)
+                    .read_to_end(&mut joined)
+                    .unwrap();
+            }
+            assert!(joined == whole, "room {room}");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "spill files are unlinked"
+        );
     }
 
     #[test]

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::budget::Buffer;
-use super::{Compressor, Recipe, looks_compressed};
+use super::budget::frame_bound;
+use super::pool::Encoded;
+use super::{Algorithm, Compressor, Recipe, looks_compressed};
 use crate::image::digest::{Digest, DigestMismatch, Hasher};
 use crate::image::{Blob, BlobSource};
 
@@ -111,12 +112,13 @@ pub struct Frame {
     pub index: u64,
     /// Uncompressed bytes the frame holds.
     pub input_len: u64,
-    /// Memory from the pool's budget, given back when the frame is dropped.
-    pub bytes: Buffer,
+    /// Its bytes, in memory from the pool's budget (given back when the frame is dropped)
+    /// and, if it outgrew that, on disk.
+    pub data: Encoded,
 }
 
 /// A block in the pool: its index, uncompressed length and where the frame will arrive.
-type Pending = (u64, u64, Receiver<io::Result<Buffer>>);
+type Pending = (u64, u64, Receiver<io::Result<Encoded>>);
 
 /// The frames of a layer in order, from a given block on, with a bounded number of blocks
 /// in the pool at once (one per thread, and one more so a thread never waits for the
@@ -137,6 +139,8 @@ pub struct FrameStream {
     verify: Option<(Digest, Hasher)>,
     /// An error met while queueing ahead, reported by the next call.
     deferred: Option<io::Error>,
+    /// The size of the last frame, which sizes the memory given to the next.
+    last_frame: Option<u64>,
     failed: bool,
 }
 
@@ -161,6 +165,7 @@ impl FrameStream {
             lookahead: compressor.threads() + 1,
             verify: (first == 0).then(|| (layer.digest.clone(), Hasher::new())),
             deferred: None,
+            last_frame: None,
             failed: false,
         }
     }
@@ -186,7 +191,12 @@ impl FrameStream {
             // Wait for memory only with nothing in the pool or in hand: a stream holding
             // memory could otherwise wait for memory that only its own frames hold.
             let wait = self.pending.is_empty() && !holding;
-            let Some(mut memory) = self.compressor.memory().block(self.recipe, length, wait) else {
+            let room = frame_room(self.recipe, length, self.last_frame);
+            let Some(mut memory) = self
+                .compressor
+                .memory()
+                .block(self.recipe, length, room, wait)
+            else {
                 break;
             };
             let block = &mut memory.input;
@@ -254,16 +264,31 @@ impl Iterator for FrameStream {
         // now, so the thread that compressed it has work while this frame is read out
         // (measured: 10% of a single-layer gzip push at the default memory limit). An error
         // reading it is reported after this frame, still before the layer's last one.
-        if bytes.is_ok()
-            && let Err(e) = self.fill(true)
-        {
-            self.deferred = Some(e);
+        if let Ok(data) = &bytes {
+            self.last_frame = Some(data.size());
+            if let Err(e) = self.fill(true) {
+                self.deferred = Some(e);
+            }
         }
-        Some(bytes.map(|bytes| Frame {
+        Some(bytes.map(|data| Frame {
             index,
             input_len,
-            bytes,
+            data,
         }))
+    }
+}
+
+/// The memory to give the frame of a block of `input` bytes. zstd makes a frame in one
+/// piece and is given the bound. A gzip frame is written as it is made, so it is given
+/// about the size of the frame before it (consecutive blocks of a layer compress alike),
+/// and what does not fit goes to disk: counting every frame at the bound left room for
+/// only two blocks at the default limit, and a compression thread waited for the reader
+/// between blocks (10% of a single-layer gzip push on loopback).
+fn frame_room(recipe: Recipe, input: u64, last_frame: Option<u64>) -> u64 {
+    let bound = frame_bound(input);
+    match (recipe.algorithm, last_frame) {
+        (Algorithm::Gzip, Some(last)) => (last + last / 8 + (128 << 10)).min(bound),
+        _ => bound,
     }
 }
 
@@ -273,7 +298,7 @@ pub struct CompressedReader {
     frames: FrameStream,
     table: Arc<Frames>,
     current: Option<Frame>,
-    position: usize,
+    position: u64,
     /// Bytes of the next frame to drop: the offset fell inside it.
     skip: u64,
     /// Uncompressed bytes behind the frames read so far.
@@ -325,14 +350,12 @@ impl CompressedReader {
 impl Read for CompressedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if let Some(frame) = &self.current
-                && self.position < frame.bytes.len()
-            {
-                let rest = &frame.bytes[self.position..];
-                let n = buf.len().min(rest.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                self.position += n;
-                return Ok(n);
+            if let Some(frame) = &self.current {
+                let n = frame.data.read_at(self.position, buf)?;
+                if n > 0 || buf.is_empty() {
+                    self.position += n as u64;
+                    return Ok(n);
+                }
             }
             // A frame read out gives its memory back before the next one is waited for.
             self.current = None;
@@ -340,10 +363,10 @@ impl Read for CompressedReader {
                 return Ok(0);
             };
             let frame = frame?;
-            self.table.record(frame.index, frame.bytes.len() as u64)?;
+            self.table.record(frame.index, frame.data.size())?;
             self.consumed += frame.input_len;
-            let skip = self.skip.min(frame.bytes.len() as u64);
-            self.position = skip as usize;
+            let skip = self.skip.min(frame.data.size());
+            self.position = skip;
             self.skip -= skip;
             self.current = Some(frame);
         }
@@ -461,7 +484,17 @@ mod tests {
                         ) {
                             assert!(tight.memory().used() <= for_blocks(MIN_LIMIT));
                             assert!(tight.memory().in_blocks() <= PER_BLOCK);
-                            out.extend_from_slice(&frame.unwrap().bytes);
+                            let frame = frame.unwrap();
+                            frame
+                                .data
+                                .write_to(
+                                    |piece| {
+                                        out.extend_from_slice(piece);
+                                        Ok::<_, io::Error>(())
+                                    },
+                                    |e| e,
+                                )
+                                .unwrap();
                         }
                         out
                     })
@@ -471,6 +504,49 @@ mod tests {
         });
         assert!(outputs.iter().all(|o| *o == expected));
         assert_eq!(tight.memory().in_blocks(), 0);
+    }
+
+    #[test]
+    fn a_block_that_compresses_worse_than_the_one_before_spills_and_keeps_its_bytes() {
+        // The blocks queued before any frame is known get the bound; the fourth is sized
+        // from the frames before it.
+        let mut bytes = content(3 * BLOCK_SIZE as usize);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        bytes.extend((0..BLOCK_SIZE).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        bytes.extend(content(1000));
+        let layer = layer(&bytes);
+        let recipe = Recipe::of(Algorithm::Gzip);
+        let expected: Vec<u8> = bytes
+            .chunks(BLOCK_SIZE as usize)
+            .flat_map(|block| recipe.encode_block(block).unwrap())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let compressor = Compressor::with_spill_dir(2, DEFAULT_LIMIT, Some(dir.path()));
+        let table = Arc::new(Frames::default());
+        let source = OneLayer(bytes.clone());
+        let whole = read_all(
+            CompressedReader::open(&compressor, recipe, &source, &layer, table.clone(), 0).unwrap(),
+        );
+        assert!(whole == expected);
+        assert!(
+            compressor.meter().overflowed() > 0,
+            "the random block outgrew the room sized from the text block"
+        );
+        let random_starts: u64 = table.sizes()[..3].iter().sum();
+        let offset = random_starts + table.sizes()[3] - 10;
+        let tail = read_all(
+            CompressedReader::open(&compressor, recipe, &source, &layer, table, offset).unwrap(),
+        );
+        assert!(
+            tail == expected[offset as usize..],
+            "read from inside the spilled part"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

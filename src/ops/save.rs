@@ -195,7 +195,9 @@ pub fn save(
     let mut written_manifests: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut summary = None;
     if let Some(options) = compression {
-        let compressor = Compressor::new(options.threads, options.memory_limit);
+        let state = crate::cache::state::StateDir::for_cache(cache.root());
+        let compressor =
+            Compressor::with_spill_dir(options.threads, options.memory_limit, Some(state.root()));
         let mut compressed: BTreeMap<Digest, Compressed> = BTreeMap::new();
         let mut bytes_uncompressed = 0;
         for layer in layers.values() {
@@ -513,9 +515,14 @@ impl<'f> ArchiveWriter<'f> {
         let mut sizes = Vec::new();
         for frame in std::iter::once(Ok(first)).chain(frames) {
             let frame = frame?;
-            hasher.update(&frame.bytes);
-            sizes.push(frame.bytes.len() as u64);
-            writer.write_all(&frame.bytes)?;
+            sizes.push(frame.data.size());
+            frame.data.write_to(
+                |piece| {
+                    hasher.update(piece);
+                    writer.write_all(piece)
+                },
+                |e| e,
+            )?;
         }
         let size = hasher.position();
         let padding = (512 - size % 512) % 512;

@@ -56,8 +56,9 @@ use crate::transfer::upload::{Counting, Outcome, Progress, UploadOptions, Upload
 
 mod chunks;
 mod spill;
+use crate::compress::spill::Spill;
 use chunks::*;
-use spill::{Spill, SpilledBlob};
+use spill::SpilledBlob;
 
 /// Layers up to this size (and the chunk size) are compressed whole before their upload,
 /// into a spill file: their digest is then known before the upload starts.
@@ -220,8 +221,8 @@ impl LayerCompression<'_> {
                 Err(e) if is_already_compressed(&e) => return Ok(None),
                 Err(e) => return Err(read_error(layer, e)),
             };
-            sizes.push(frame.bytes.len() as u64);
-            take(&frame.bytes)?;
+            sizes.push(frame.data.size());
+            frame.data.write_to(&mut take, |e| read_error(layer, e))?;
         }
         Ok(Some(sizes))
     }

@@ -151,7 +151,7 @@ pub fn measure(
         while blocks.len() < wanted && left > 0 {
             let length = left.min(recipe.block_size);
             let wait = blocks.is_empty();
-            let Some(mut block) = compressor.memory().block(recipe, length, wait) else {
+            let Some(mut block) = compressor.memory().block(recipe, length, u64::MAX, wait) else {
                 break 'layers;
             };
             std::io::Read::read_exact(&mut reader, &mut block.input)?;
@@ -178,7 +178,7 @@ pub fn measure(
         out += frame
             .recv()
             .map_err(|_| std::io::Error::other("a compression thread stopped"))??
-            .len() as u64;
+            .size();
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-6);
     let every_thread = wanted as f64 / sampled as f64;

@@ -104,7 +104,11 @@ pub fn prepare(inputs: &Inputs) -> Result<Plan> {
     if inputs.mode == Mode::None || layers.is_empty() {
         return Ok(Plan::none(inputs.mode));
     }
-    let compressor = Compressor::new(inputs.threads, inputs.memory_limit);
+    let compressor = Compressor::with_spill_dir(
+        inputs.threads,
+        inputs.memory_limit,
+        inputs.state.map(StateDir::root),
+    );
     let (algorithm, reason) = match inputs.mode {
         Mode::Use(algorithm) => (Some(algorithm), None),
         Mode::Auto => {
