@@ -202,8 +202,9 @@ impl Write for FrameSink<'_> {
     }
 }
 
-/// An encoder's state kept between blocks. A zstd context is worth keeping: making one and
-/// its tables for every 4 MiB block measured as a tenth of the compressing time.
+/// An encoder's state kept between blocks. A zstd context is worth keeping: a fresh one
+/// allocates its tables (1.3 MB measured after a 4 MiB block) and faults them in again for
+/// every block.
 #[derive(Default)]
 pub struct Encoder {
     zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
